@@ -1,0 +1,750 @@
+import { formatConfiguration, isJoint, isVoter, normalizeIds, sameIds, validateVoterIds, votersOf } from './configuration.js';
+import { ConfigurationChangeError, NotLeaderError, RaftInvariantError } from './errors.js';
+import { RaftLog } from './log.js';
+import { Progress } from './progress.js';
+import { jointMajorityIndex, jointVote, type VoteOutcome } from './quorum.js';
+import {
+  NO_NODE,
+  type AppendEntriesRequest,
+  type AppendEntriesResponse,
+  type Configuration,
+  type ConfigurationChangeOutcome,
+  type Entry,
+  type HardState,
+  type Message,
+  type NodeId,
+  type RaftCoreOptions,
+  type Ready,
+  type RecoveredState,
+  type RequestVoteRequest,
+  type RequestVoteResponse,
+  type Role,
+  type SoftState,
+} from './types.js';
+
+const EMPTY = new Uint8Array(0);
+
+/** Defaults of the optional engine options, in one place. */
+export const CORE_DEFAULTS = {
+  preVote: true,
+  checkQuorum: true,
+  maxEntriesPerAppend: 512,
+  maxBytesPerAppend: 1024 * 1024,
+  maxInflightAppends: 32,
+  /** Catch-up budget for new servers, in election timeouts. */
+  catchUpElectionTimeouts: 20,
+  /** Heartbeat rounds without an answer before a pipelined follower is probed again. */
+  silentHeartbeatsBeforeProbe: 2,
+} as const;
+
+/** A membership change the leader is driving: catch-up of new servers, then C_old,new, then C_new. */
+interface PendingChange {
+  readonly id: number;
+  readonly target: readonly NodeId[];
+  phase: 'catch-up' | 'joint' | 'final';
+  /** Tick count after which catch-up gives up. */
+  readonly deadline: number;
+  /** Index of the entry that ends the current phase (the joint or the final configuration). */
+  index: number;
+}
+
+/**
+ * The Raft protocol as a deterministic state machine (DESIGN.md): no timers, no I/O, no clock, no
+ * promises. A driver calls {@link tick}, {@link step} and {@link propose}, then collects the effects
+ * with {@link ready}, carries them out in the documented order, and acknowledges with {@link advance}.
+ *
+ * The rules each method enforces cite the Raft paper (§) or Ongaro's thesis where they come from.
+ * The `protected` decision points exist so that the simulator can break exactly one rule in a
+ * subclass and show that its checkers notice; production code never overrides them.
+ */
+export class RaftCore {
+  readonly id: NodeId;
+  private readonly electionTimeout: number;
+  private readonly heartbeatTimeout: number;
+  private readonly preVote: boolean;
+  private readonly checkQuorum: boolean;
+  private readonly maxEntriesPerAppend: number;
+  private readonly maxBytesPerAppend: number;
+  private readonly maxInflight: number;
+  private readonly catchUpTimeout: number;
+  private readonly random: () => number;
+
+  protected readonly raftLog: RaftLog;
+
+  private currentTerm: number;
+  private votedFor: NodeId;
+  private commit: number;
+  private currentRole: Role = 'follower';
+  private leader: NodeId = NO_NODE;
+
+  /** The configuration in force before any configuration entry of the log. */
+  private readonly baseConfiguration: Configuration | undefined;
+  /** The latest configuration in the log (committed or not): it is in effect as soon as appended (thesis §4.1). */
+  private config: Configuration | undefined;
+  /** Index of the entry that holds `config`, 0 when it is the base configuration. */
+  private configIndex = 0;
+
+  /** Highest index handed out for applying. */
+  private applied: number;
+  /** The stored log agrees with the in-memory log up to here. */
+  private persistedIndex: number;
+  /** Highest index handed to the driver to persist (entries above it go into the next Ready). */
+  private handedOutIndex: number;
+  /** Lowest truncation not yet handed to the driver. */
+  private pendingTruncateFrom: number | undefined;
+
+  private ticks = 0;
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTimeout = 0;
+
+  private readonly votes = new Map<NodeId, boolean>();
+  private readonly progress = new Map<NodeId, Progress>();
+  /** Index of the no-op this leader appended in its term (§5.4.2, thesis §6.4). */
+  private noopIndex = 0;
+  private pendingChange: PendingChange | undefined;
+  private nextChangeId = 1;
+
+  private messages: Message[] = [];
+  private outcomes: ConfigurationChangeOutcome[] = [];
+  private lastHardState: HardState;
+  private lastSoftState: SoftState;
+
+  constructor(options: RaftCoreOptions, recovered: RecoveredState) {
+    if (!Number.isSafeInteger(options.id) || options.id <= 0) throw new RangeError(`node id must be a positive integer, got ${options.id}`);
+    if (!(options.electionTimeoutTicks >= 1)) throw new RangeError('electionTimeoutTicks must be at least 1');
+    if (!(options.heartbeatTicks >= 1 && options.heartbeatTicks < options.electionTimeoutTicks)) {
+      throw new RangeError('heartbeatTicks must be at least 1 and below electionTimeoutTicks');
+    }
+    this.id = options.id;
+    this.electionTimeout = options.electionTimeoutTicks;
+    this.heartbeatTimeout = options.heartbeatTicks;
+    this.preVote = options.preVote ?? CORE_DEFAULTS.preVote;
+    this.checkQuorum = options.checkQuorum ?? CORE_DEFAULTS.checkQuorum;
+    this.maxEntriesPerAppend = options.maxEntriesPerAppend ?? CORE_DEFAULTS.maxEntriesPerAppend;
+    this.maxBytesPerAppend = options.maxBytesPerAppend ?? CORE_DEFAULTS.maxBytesPerAppend;
+    this.maxInflight = options.maxInflightAppends ?? CORE_DEFAULTS.maxInflightAppends;
+    this.catchUpTimeout = options.catchUpTimeoutTicks ?? CORE_DEFAULTS.catchUpElectionTimeouts * options.electionTimeoutTicks;
+    this.random = options.random;
+
+    this.raftLog = new RaftLog(recovered.entries);
+    this.currentTerm = recovered.hardState.term;
+    this.votedFor = recovered.hardState.vote;
+    if (this.raftLog.lastTerm > this.currentTerm) {
+      throw new RaftInvariantError(`stored log has term ${this.raftLog.lastTerm} above the stored current term ${this.currentTerm}`);
+    }
+    this.applied = recovered.appliedIndex ?? 0;
+    this.commit = Math.min(Math.max(recovered.hardState.commit, this.applied), this.raftLog.lastIndex);
+    if (this.applied > this.raftLog.lastIndex) {
+      throw new RaftInvariantError(`applied index ${this.applied} is beyond the stored log (${this.raftLog.lastIndex})`);
+    }
+    this.persistedIndex = this.raftLog.lastIndex;
+    this.handedOutIndex = this.raftLog.lastIndex;
+    this.baseConfiguration = recovered.baseConfiguration;
+    this.recomputeConfiguration();
+
+    this.lastHardState = this.hardState();
+    this.lastSoftState = this.softState();
+    this.resetElectionTimer();
+  }
+
+  // ---------------------------------------------------------------- accessors
+
+  get role(): Role {
+    return this.currentRole;
+  }
+  get term(): number {
+    return this.currentTerm;
+  }
+  get vote(): NodeId {
+    return this.votedFor;
+  }
+  get leaderId(): NodeId {
+    return this.leader;
+  }
+  get commitIndex(): number {
+    return this.commit;
+  }
+  get appliedIndex(): number {
+    return this.applied;
+  }
+  get lastIndex(): number {
+    return this.raftLog.lastIndex;
+  }
+  /** The configuration in effect (the latest in the log, committed or not); undefined while joining. */
+  get configuration(): Configuration | undefined {
+    return this.config;
+  }
+  /** The engine's view of its log, for checkers and tests. */
+  log(): readonly Entry[] {
+    return this.raftLog.slice(1);
+  }
+  /** The leader's view of each follower's match index (empty on other roles). */
+  matchIndexes(): ReadonlyMap<NodeId, number> {
+    return new Map([...this.progress].map(([id, pr]) => [id, pr.match]));
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  /** Advances logical time by one tick: election timeouts, heartbeats, CheckQuorum, catch-up deadlines. */
+  tick(): void {
+    this.ticks++;
+    if (this.currentRole === 'leader') this.tickLeader();
+    else this.tickElection();
+  }
+
+  /** Feeds one incoming message. Messages for another server, or from a stale term, are dropped or answered as §5.1 says. */
+  step(message: Message): void {
+    if (message.to !== this.id) return;
+    if (!this.acceptTerm(message)) return;
+    switch (message.type) {
+      case 'AppendEntries':
+        return this.handleAppendEntries(message);
+      case 'AppendEntriesResponse':
+        return this.handleAppendEntriesResponse(message);
+      case 'RequestVote':
+        return this.handleRequestVote(message);
+      case 'RequestVoteResponse':
+        return this.handleRequestVoteResponse(message);
+    }
+  }
+
+  /**
+   * Appends a command to the leader's log. It is replicated with the next {@link ready}; its answer
+   * comes when an entry of this index and term is handed out in `committedEntries`.
+   * @throws NotLeaderError on any other role.
+   */
+  propose(command: Uint8Array): { index: number; term: number } {
+    if (this.currentRole !== 'leader') throw new NotLeaderError(this.leader);
+    const entry = this.appendAsLeader('command', command);
+    return { index: entry.index, term: entry.term };
+  }
+
+  /**
+   * Starts a membership change to the voter set `voters` (joint consensus, §6 / thesis §4.3): new
+   * servers first catch up without a vote, then C_old,new is appended, then C_new. The returned id
+   * reappears in a Ready's `configurationChanges` when the change is committed or abandoned.
+   * @throws NotLeaderError on any other role.
+   * @throws ConfigurationChangeError when the set is invalid, a change is already under way, or this
+   *   leader has not yet committed an entry of its own term (the single-server-change bug of 2015:
+   *   a new leader must commit its no-op before it may change the configuration).
+   */
+  proposeConfiguration(voters: readonly NodeId[]): number {
+    if (this.currentRole !== 'leader') throw new NotLeaderError(this.leader);
+    const problem = validateVoterIds(voters);
+    if (problem) throw new ConfigurationChangeError('invalid', problem);
+    if (this.commit < this.noopIndex) {
+      throw new ConfigurationChangeError('leader-not-ready', 'the leader has not yet committed an entry of its term');
+    }
+    const config = this.config!;
+    if (this.pendingChange || isJoint(config) || this.configIndex > this.commit) {
+      throw new ConfigurationChangeError('in-progress', `another change is under way (configuration ${formatConfiguration(config)})`);
+    }
+    const target = normalizeIds(voters);
+    const id = this.nextChangeId++;
+    if (sameIds(target, config.voters)) {
+      this.outcomes.push({ id, status: 'committed', configuration: config });
+      return id;
+    }
+    this.pendingChange = { id, target, phase: 'catch-up', deadline: this.ticks + this.catchUpTimeout, index: 0 };
+    for (const node of target) {
+      if (node !== this.id && !this.progress.has(node)) this.progress.set(node, new Progress(this.raftLog.lastIndex + 1));
+    }
+    this.advanceChange();
+    return id;
+  }
+
+  // ---------------------------------------------------------------- outputs
+
+  /** Whether {@link ready} would return anything. */
+  hasReady(): boolean {
+    if (this.currentRole === 'leader') this.sendAppends();
+    return (
+      this.messages.length > 0 ||
+      this.raftLog.lastIndex > this.handedOutIndex ||
+      this.pendingTruncateFrom !== undefined ||
+      this.commit > this.applied ||
+      this.outcomes.length > 0 ||
+      !sameHardState(this.hardState(), this.lastHardState) ||
+      !sameSoftState(this.softState(), this.lastSoftState)
+    );
+  }
+
+  /** Collects the effects accumulated since the previous call; see {@link Ready} for the order to carry them out. */
+  ready(): Ready {
+    if (this.currentRole === 'leader') this.sendAppends();
+    const hardState = this.hardState();
+    const softState = this.softState();
+    const hardChanged = !sameHardState(hardState, this.lastHardState);
+    const softChanged = !sameSoftState(softState, this.lastSoftState);
+    const ready: Ready = {
+      ...(hardChanged ? { hardState } : {}),
+      ...(this.pendingTruncateFrom !== undefined ? { truncateFrom: this.pendingTruncateFrom } : {}),
+      entries: this.raftLog.slice(this.handedOutIndex + 1),
+      messages: this.messages,
+      committedEntries: this.raftLog.slice(this.applied + 1, this.commit),
+      ...(softChanged ? { softState } : {}),
+      configurationChanges: this.outcomes,
+    };
+    this.lastHardState = hardState;
+    this.lastSoftState = softState;
+    this.handedOutIndex = this.raftLog.lastIndex;
+    this.pendingTruncateFrom = undefined;
+    this.applied = this.commit;
+    this.messages = [];
+    this.outcomes = [];
+    return ready;
+  }
+
+  /** Acknowledges that `ready` is durable. Only now does a leader count its own entries (thesis §10.2.1). */
+  advance(ready: Ready): void {
+    const last = ready.entries.at(-1);
+    if (last && this.raftLog.term(last.index) === last.term) {
+      // Same index and term means the same prefix (Log Matching), so the store agrees up to here.
+      this.persistedIndex = Math.max(this.persistedIndex, last.index);
+    }
+    if (this.currentRole === 'leader') this.maybeCommit();
+  }
+
+  // ---------------------------------------------------------------- decision points (overridden only by the simulator's negative controls)
+
+  /** §5.4.2: a leader commits by counting replicas only entries of its own term. */
+  protected isCommittable(index: number): boolean {
+    return this.raftLog.term(index) === this.currentTerm;
+  }
+
+  /** The highest index stored on a majority; during C_old,new, on a majority of each (§6). */
+  protected quorumIndex(config: Configuration, matchOf: (id: NodeId) => number): number {
+    return jointMajorityIndex(config, matchOf);
+  }
+
+  /** An election is won with a majority; during C_old,new, with a majority of each (§6). */
+  protected voteOutcome(config: Configuration, votes: ReadonlyMap<NodeId, boolean>): VoteOutcome {
+    return jointVote(config, votes);
+  }
+
+  /**
+   * Appends a leader's entries after a successful consistency check (§5.3 rule 3-4): skips the ones
+   * already present with the same term and truncates only from the first conflicting one, so a late
+   * or duplicated AppendEntries can never erase an entry that matches.
+   */
+  protected appendFromLeader(prevLogIndex: number, entries: readonly Entry[]): void {
+    let i = 0;
+    while (i < entries.length && this.raftLog.term(entries[i]!.index) === entries[i]!.term) i++;
+    if (i === entries.length) return;
+    const first = entries[i]!;
+    if (first.index <= this.raftLog.lastIndex) this.truncateLog(first.index);
+    this.appendToLog(entries.slice(i));
+    void prevLogIndex;
+  }
+
+  /** Drops the log suffix from `from`, rolling back a configuration that lived there (thesis §4.1). */
+  protected truncateLog(from: number): void {
+    if (from <= this.commit) throw new RaftInvariantError(`refusing to truncate committed entry ${from} (commit index ${this.commit})`);
+    this.raftLog.truncate(from);
+    if (from <= this.handedOutIndex) {
+      this.pendingTruncateFrom = Math.min(this.pendingTruncateFrom ?? from, from);
+      this.handedOutIndex = from - 1;
+    }
+    this.persistedIndex = Math.min(this.persistedIndex, from - 1);
+    if (this.configIndex >= from) this.recomputeConfiguration();
+  }
+
+  protected appendToLog(entries: readonly Entry[]): void {
+    this.raftLog.append(entries);
+    for (const entry of entries) if (entry.type === 'config') this.setConfiguration(entry.config!, entry.index);
+  }
+
+  // ---------------------------------------------------------------- terms and roles
+
+  /** §5.1: a higher term makes any server a follower; a lower-term request is answered, a lower-term response dropped. */
+  private acceptTerm(m: Message): boolean {
+    if (m.term > this.currentTerm) {
+      if (m.type === 'RequestVote') {
+        if (!isVoter(this.config, m.from)) return false; // a removed or unknown server cannot disrupt us
+        // A server that hears from a live leader ignores a higher-term election (thesis §4.2.3 / §9.6),
+        // unless the leader itself is handing over (transfer).
+        if (this.inLease() && !m.transfer) return false;
+        if (m.preVote) return true; // a pre-vote changes no state
+      }
+      if (m.type === 'RequestVoteResponse' && m.preVote && m.voteGranted) return true;
+      this.becomeFollower(m.term, m.type === 'AppendEntries' ? m.from : NO_NODE);
+      return true;
+    }
+    if (m.term < this.currentTerm) {
+      if (m.type === 'AppendEntries') {
+        // Tell a stale leader about the newer term so it steps down.
+        this.send(this.appendResponse(m.from, false, 0, m.prevLogIndex, 0, 0));
+      } else if (m.type === 'RequestVote') {
+        this.send({ type: 'RequestVoteResponse', from: this.id, to: m.from, term: this.currentTerm, voteGranted: false, preVote: m.preVote });
+      }
+      return false;
+    }
+    return true;
+  }
+
+  private inLease(): boolean {
+    return this.checkQuorum && this.leader !== NO_NODE && this.electionElapsed < this.electionTimeout;
+  }
+
+  private becomeFollower(term: number, leader: NodeId): void {
+    const wasLeader = this.currentRole === 'leader';
+    if (term !== this.currentTerm) {
+      this.currentTerm = term;
+      this.votedFor = NO_NODE;
+    }
+    this.currentRole = 'follower';
+    this.leader = leader;
+    this.resetElectionTimer();
+    if (wasLeader) this.stopLeading();
+  }
+
+  private stopLeading(): void {
+    this.progress.clear();
+    this.noopIndex = 0;
+    if (this.pendingChange) {
+      const appended = this.pendingChange.phase !== 'catch-up';
+      this.failChange(appended ? 'leadership lost; a later leader may still complete the change' : 'leadership lost');
+    }
+  }
+
+  private becomeLeader(): void {
+    this.currentRole = 'leader';
+    this.leader = this.id;
+    this.heartbeatElapsed = 0;
+    this.electionElapsed = 0;
+    this.progress.clear();
+    for (const node of votersOf(this.config!)) {
+      if (node !== this.id) this.progress.set(node, new Progress(this.raftLog.lastIndex + 1));
+    }
+    // §5.4.2 / thesis §6.4: commit an entry of this term at once, which also commits every earlier one.
+    this.noopIndex = this.appendAsLeader('noop', EMPTY).index;
+  }
+
+  private resetElectionTimer(): void {
+    this.electionElapsed = 0;
+    // §5.2: randomized in [min, 2·min) so that split votes are rare.
+    this.randomizedElectionTimeout = this.electionTimeout + Math.floor(this.random() * this.electionTimeout);
+  }
+
+  // ---------------------------------------------------------------- elections
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.resetElectionTimer();
+      if (isVoter(this.config, this.id)) this.campaign(this.preVote ? 'pre-vote' : 'vote');
+    }
+  }
+
+  private campaign(kind: 'pre-vote' | 'vote'): void {
+    const preVote = kind === 'pre-vote';
+    if (preVote) {
+      this.currentRole = 'pre-candidate'; // thesis §9.6: ask first, change nothing
+    } else {
+      this.currentRole = 'candidate';
+      this.currentTerm++;
+      this.votedFor = this.id; // persisted (hardState) before the requests leave
+    }
+    this.leader = NO_NODE;
+    this.votes.clear();
+    this.votes.set(this.id, true);
+    const term = preVote ? this.currentTerm + 1 : this.currentTerm;
+    for (const node of votersOf(this.config!)) {
+      if (node === this.id) continue;
+      this.send({
+        type: 'RequestVote',
+        from: this.id,
+        to: node,
+        term,
+        lastLogIndex: this.raftLog.lastIndex,
+        lastLogTerm: this.raftLog.lastTerm,
+        preVote,
+      });
+    }
+    this.tallyVotes();
+  }
+
+  private handleRequestVote(m: RequestVoteRequest): void {
+    if (!isVoter(this.config, m.from)) return; // votes from non-members are ignored
+    // One vote per term (§5.2): already ours for this candidate, or not cast and no leader known.
+    // A pre-vote for a higher term promises nothing, so it may be granted regardless (thesis §9.6).
+    const free = this.votedFor === m.from || (this.votedFor === NO_NODE && this.leader === NO_NODE) || (m.preVote && m.term > this.currentTerm);
+    const grant = free && this.raftLog.isUpToDate(m.lastLogIndex, m.lastLogTerm);
+    if (grant && !m.preVote) {
+      this.votedFor = m.from;
+      this.resetElectionTimer();
+    }
+    this.send({
+      type: 'RequestVoteResponse',
+      from: this.id,
+      to: m.from,
+      term: grant && m.preVote ? m.term : this.currentTerm,
+      voteGranted: grant,
+      preVote: m.preVote,
+    });
+  }
+
+  private handleRequestVoteResponse(m: RequestVoteResponse): void {
+    const expected: Role = m.preVote ? 'pre-candidate' : 'candidate';
+    if (this.currentRole !== expected || !isVoter(this.config, m.from)) return;
+    this.votes.set(m.from, m.voteGranted);
+    this.tallyVotes();
+  }
+
+  private tallyVotes(): void {
+    const outcome = this.voteOutcome(this.config!, this.votes);
+    if (outcome === 'won') {
+      if (this.currentRole === 'pre-candidate') this.campaign('vote');
+      else this.becomeLeader();
+    } else if (outcome === 'lost') {
+      this.becomeFollower(this.currentTerm, NO_NODE);
+    }
+  }
+
+  // ---------------------------------------------------------------- replication: follower side
+
+  private handleAppendEntries(m: AppendEntriesRequest): void {
+    if (this.currentRole !== 'follower') this.becomeFollower(this.currentTerm, m.from);
+    this.leader = m.from;
+    this.electionElapsed = 0;
+
+    const last = this.raftLog.lastIndex;
+    if (m.prevLogIndex > last) {
+      this.send(this.appendResponse(m.from, false, 0, m.prevLogIndex, 0, last + 1));
+      return;
+    }
+    const localTerm = this.raftLog.term(m.prevLogIndex)!;
+    if (localTerm !== m.prevLogTerm) {
+      this.send(this.appendResponse(m.from, false, 0, m.prevLogIndex, localTerm, this.raftLog.firstIndexOfTerm(localTerm, m.prevLogIndex)));
+      return;
+    }
+    this.appendFromLeader(m.prevLogIndex, m.entries);
+    // Only what this message proved to match may be committed: entries beyond it may be stale (Figure 2, rule 5).
+    const lastNew = m.prevLogIndex + m.entries.length;
+    if (m.leaderCommit > this.commit) this.commit = Math.max(this.commit, Math.min(m.leaderCommit, lastNew));
+    this.send(this.appendResponse(m.from, true, lastNew, 0, 0, 0));
+  }
+
+  private appendResponse(
+    to: NodeId,
+    success: boolean,
+    matchIndex: number,
+    rejectedIndex: number,
+    conflictTerm: number,
+    conflictIndex: number,
+  ): AppendEntriesResponse {
+    return { type: 'AppendEntriesResponse', from: this.id, to, term: this.currentTerm, success, matchIndex, rejectedIndex, conflictTerm, conflictIndex };
+  }
+
+  // ---------------------------------------------------------------- replication: leader side
+
+  private tickLeader(): void {
+    this.electionElapsed++;
+    this.heartbeatElapsed++;
+    if (this.electionElapsed >= this.electionTimeout) {
+      this.electionElapsed = 0;
+      if (this.checkQuorum && !this.quorumActive()) {
+        this.becomeFollower(this.currentTerm, NO_NODE); // thesis §6.2: a leader cut off from a quorum steps down
+        return;
+      }
+      for (const pr of this.progress.values()) pr.recentActive = false;
+    }
+    if (this.pendingChange?.phase === 'catch-up' && this.ticks > this.pendingChange.deadline) {
+      this.failChange('new servers did not catch up in time');
+    }
+    if (this.heartbeatElapsed >= this.heartbeatTimeout) {
+      this.heartbeatElapsed = 0;
+      this.broadcastHeartbeat();
+    }
+  }
+
+  private quorumActive(): boolean {
+    const config = this.config!;
+    const active = (id: NodeId) => (id === this.id || this.progress.get(id)?.recentActive ? 1 : 0);
+    return this.quorumIndex(config, active) >= 1;
+  }
+
+  private broadcastHeartbeat(): void {
+    for (const [node, pr] of this.progress) {
+      if (pr.inflight.length === 0) pr.silentHeartbeats = 0;
+      else if (++pr.silentHeartbeats >= CORE_DEFAULTS.silentHeartbeatsBeforeProbe) {
+        // An AppendEntries of the pipeline was probably lost; fall back to probing from what is known to match.
+        pr.becomeProbe(pr.match + 1);
+      }
+      if (pr.state === 'probe') {
+        pr.paused = false;
+        this.sendAppend(node, pr, true);
+      } else {
+        // An empty AppendEntries at the confirmed match point always passes the consistency check.
+        this.send(this.appendRequest(node, pr.match, []));
+      }
+    }
+  }
+
+  /** Sends new entries to every follower whose pacing allows it. */
+  private sendAppends(): void {
+    for (const [node, pr] of this.progress) {
+      while (pr.next <= this.raftLog.lastIndex && pr.canSend(this.maxInflight)) this.sendAppend(node, pr, false);
+    }
+  }
+
+  private sendAppend(node: NodeId, pr: Progress, evenIfEmpty: boolean): void {
+    const entries = this.raftLog.sliceForAppend(pr.next, this.maxEntriesPerAppend, this.maxBytesPerAppend);
+    if (entries.length === 0 && !evenIfEmpty) return;
+    this.send(this.appendRequest(node, pr.next - 1, entries));
+    pr.sent(pr.next - 1 + entries.length);
+  }
+
+  private appendRequest(to: NodeId, prevLogIndex: number, entries: Entry[]): AppendEntriesRequest {
+    return {
+      type: 'AppendEntries',
+      from: this.id,
+      to,
+      term: this.currentTerm,
+      prevLogIndex,
+      prevLogTerm: this.raftLog.term(prevLogIndex)!,
+      entries,
+      leaderCommit: this.commit,
+    };
+  }
+
+  private handleAppendEntriesResponse(m: AppendEntriesResponse): void {
+    if (this.currentRole !== 'leader') return;
+    const pr = this.progress.get(m.from);
+    if (!pr) return;
+    pr.recentActive = true;
+    if (m.success) {
+      const advanced = pr.acknowledge(m.matchIndex);
+      if (pr.state === 'probe') {
+        pr.becomeReplicate(); // the logs agree up to match: pipeline from here
+      }
+      if (advanced) {
+        this.maybeCommit();
+        this.advanceChange();
+      }
+      return;
+    }
+    // A rejection of something already known to match is late or duplicated: ignore it.
+    if (m.rejectedIndex <= pr.match) return;
+    if (pr.state === 'probe' && m.rejectedIndex !== pr.next - 1) return;
+    pr.becomeProbe(this.nextAfterRejection(m));
+  }
+
+  /** Fast backtracking (§5.3): skip a whole conflicting term per round trip instead of one entry. */
+  private nextAfterRejection(m: AppendEntriesResponse): number {
+    let next = m.conflictIndex;
+    if (m.conflictTerm > 0) {
+      const ours = this.raftLog.lastIndexOfTerm(m.conflictTerm, m.rejectedIndex);
+      if (ours > 0) next = ours + 1;
+    }
+    return Math.max(1, Math.min(next, m.rejectedIndex));
+  }
+
+  private appendAsLeader(type: Entry['type'], command: Uint8Array, config?: Configuration): Entry {
+    const entry: Entry = { index: this.raftLog.lastIndex + 1, term: this.currentTerm, type, command, ...(config ? { config } : {}) };
+    this.appendToLog([entry]);
+    return entry;
+  }
+
+  private maybeCommit(): void {
+    const index = this.quorumIndex(this.config!, (id) => (id === this.id ? this.persistedIndex : (this.progress.get(id)?.match ?? 0)));
+    if (index <= this.commit || index > this.raftLog.lastIndex || !this.isCommittable(index)) return;
+    this.commit = index;
+    this.onCommitAdvanced();
+  }
+
+  private onCommitAdvanced(): void {
+    const config = this.config!;
+    if (isJoint(config) && this.configIndex <= this.commit) {
+      // C_old,new is committed: move on to C_new (§6), whoever started the change.
+      const entry = this.appendAsLeader('config', EMPTY, { voters: config.voters });
+      if (this.pendingChange?.phase === 'joint') {
+        this.pendingChange.phase = 'final';
+        this.pendingChange.index = entry.index;
+      }
+      return;
+    }
+    if (!isJoint(config) && this.configIndex <= this.commit) {
+      const change = this.pendingChange;
+      if (change?.phase === 'final' && this.commit >= change.index) {
+        this.pendingChange = undefined;
+        this.outcomes.push({ id: change.id, status: 'committed', configuration: config });
+      }
+      if (!config.voters.includes(this.id)) {
+        this.becomeFollower(this.currentTerm, NO_NODE); // a leader outside C_new steps down once C_new commits
+      }
+    }
+  }
+
+  /** Moves a membership change on from catch-up to C_old,new once every new server has caught up. */
+  private advanceChange(): void {
+    const change = this.pendingChange;
+    if (!change || change.phase !== 'catch-up') return;
+    const current = this.config!.voters;
+    const caughtUp = change.target.every((node) => node === this.id || current.includes(node) || (this.progress.get(node)?.match ?? 0) >= this.commit);
+    if (!caughtUp) return;
+    change.phase = 'joint';
+    change.index = this.appendAsLeader('config', EMPTY, { voters: change.target, outgoing: current }).index;
+  }
+
+  private failChange(reason: string): void {
+    const change = this.pendingChange!;
+    this.pendingChange = undefined;
+    this.outcomes.push({ id: change.id, status: 'failed', reason, configuration: this.config! });
+    if (this.currentRole === 'leader') this.syncProgressWithConfiguration();
+  }
+
+  // ---------------------------------------------------------------- configuration
+
+  private setConfiguration(config: Configuration, index: number): void {
+    this.config = config;
+    this.configIndex = index;
+    if (this.currentRole === 'leader') this.syncProgressWithConfiguration();
+  }
+
+  private recomputeConfiguration(): void {
+    for (let index = this.raftLog.lastIndex; index >= 1; index--) {
+      const entry = this.raftLog.entry(index)!;
+      if (entry.type === 'config') {
+        this.config = entry.config;
+        this.configIndex = index;
+        return;
+      }
+    }
+    this.config = this.baseConfiguration;
+    this.configIndex = 0;
+  }
+
+  /** The leader replicates to every member of the configuration, plus servers catching up for a change. */
+  private syncProgressWithConfiguration(): void {
+    const wanted = new Set(votersOf(this.config!));
+    if (this.pendingChange) for (const node of this.pendingChange.target) wanted.add(node);
+    wanted.delete(this.id);
+    for (const node of wanted) if (!this.progress.has(node)) this.progress.set(node, new Progress(this.raftLog.lastIndex + 1));
+    for (const node of [...this.progress.keys()]) if (!wanted.has(node)) this.progress.delete(node);
+  }
+
+  // ---------------------------------------------------------------- effects
+
+  private send(message: Message): void {
+    this.messages.push(message);
+  }
+
+  private hardState(): HardState {
+    return { term: this.currentTerm, vote: this.votedFor, commit: this.commit };
+  }
+
+  private softState(): SoftState {
+    return { role: this.currentRole, term: this.currentTerm, leaderId: this.leader };
+  }
+}
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  // The commit index alone does not make a hard state worth a write: it is an optimisation (see HardState).
+  return a.term === b.term && a.vote === b.vote;
+}
+
+function sameSoftState(a: SoftState, b: SoftState): boolean {
+  return a.role === b.role && a.term === b.term && a.leaderId === b.leaderId;
+}
