@@ -1,0 +1,70 @@
+import { RaftError } from '../core/errors.js';
+import type { NodeId } from '../core/types.js';
+import type { RaftPeer, RaftRpcHandler, RaftTransport, RpcOptions } from './transport.js';
+
+/** An RPC could not reach its destination (down, unknown, or cut off by a test's partition). */
+export class PeerUnreachableError extends RaftError {}
+
+/**
+ * An in-process network for clusters inside one process: servers register their handler, peers
+ * call it. Requests and answers are deep-copied, as a wire would, so no two servers share an object.
+ * Links can be cut to play partitions.
+ */
+export class MemoryNetwork {
+  private readonly handlers = new Map<NodeId, RaftRpcHandler>();
+  private readonly cut = new Set<string>();
+
+  register(handler: RaftRpcHandler): void {
+    this.handlers.set(handler.id, handler);
+  }
+
+  unregister(id: NodeId): void {
+    this.handlers.delete(id);
+  }
+
+  /** Cuts (both directions of) the link between `a` and `b`. */
+  disconnect(a: NodeId, b: NodeId): void {
+    this.cut.add(linkKey(a, b));
+  }
+
+  /** Cuts every link of `id`. */
+  isolate(id: NodeId): void {
+    for (const other of this.handlers.keys()) if (other !== id) this.disconnect(id, other);
+  }
+
+  heal(): void {
+    this.cut.clear();
+  }
+
+  /** A transport whose peers send as `from`. */
+  transport(from: NodeId): RaftTransport {
+    return {
+      peer: (id: NodeId) => this.peer(from, id),
+      close: async () => {},
+    };
+  }
+
+  private peer(from: NodeId, to: NodeId): RaftPeer {
+    const call = async <T>(invoke: (handler: RaftRpcHandler) => Promise<T>, options?: RpcOptions): Promise<T> => {
+      options?.signal?.throwIfAborted();
+      const handler = this.handlers.get(to);
+      if (!handler || this.cut.has(linkKey(from, to))) throw new PeerUnreachableError(`node ${to} is unreachable from node ${from}`);
+      await Promise.resolve(); // never answer synchronously: a real network does not
+      const answer = structuredClone(await invoke(handler));
+      if (this.cut.has(linkKey(from, to)) || !this.handlers.has(to)) throw new PeerUnreachableError(`lost the answer of node ${to}`);
+      return answer;
+    };
+    return {
+      id: to,
+      appendEntries: (request, options) => call((h) => h.appendEntries(structuredClone(request)), options),
+      requestVote: (request, options) => call((h) => h.requestVote(structuredClone(request)), options),
+      command: (command, options) => call((h) => h.command(command.slice(), options), options),
+      setConfiguration: (voters, options) => call((h) => h.setConfiguration([...voters], options), options),
+      close: async () => {},
+    };
+  }
+}
+
+function linkKey(a: NodeId, b: NodeId): string {
+  return a < b ? `${a}-${b}` : `${b}-${a}`;
+}
