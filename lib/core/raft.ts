@@ -46,6 +46,8 @@ interface PendingChange {
   readonly deadline: number;
   /** Index of the entry that ends the current phase (the joint or the final configuration). */
   index: number;
+  /** Addresses of old and new members, carried in the configuration entries. */
+  readonly addresses: Readonly<Record<string, string>>;
 }
 
 /**
@@ -229,7 +231,7 @@ export class RaftCore {
    *   leader has not yet committed an entry of its own term (the single-server-change bug of 2015:
    *   a new leader must commit its no-op before it may change the configuration).
    */
-  proposeConfiguration(voters: readonly NodeId[]): number {
+  proposeConfiguration(voters: readonly NodeId[], addresses?: Readonly<Record<string, string>>): number {
     if (this.currentRole !== 'leader') throw new NotLeaderError(this.leader);
     const problem = validateVoterIds(voters);
     if (problem) throw new ConfigurationChangeError('invalid', problem);
@@ -246,7 +248,14 @@ export class RaftCore {
       this.outcomes.push({ id, status: 'committed', configuration: config });
       return id;
     }
-    this.pendingChange = { id, target, phase: 'catch-up', deadline: this.ticks + this.catchUpTimeout, index: 0 };
+    this.pendingChange = {
+      id,
+      target,
+      phase: 'catch-up',
+      deadline: this.ticks + this.catchUpTimeout,
+      index: 0,
+      addresses: { ...config.addresses, ...addresses },
+    };
     for (const node of target) {
       if (node !== this.id && !this.progress.has(node)) this.progress.set(node, new Progress(this.raftLog.lastIndex + 1));
     }
@@ -658,7 +667,7 @@ export class RaftCore {
     const config = this.config!;
     if (isJoint(config) && this.configIndex <= this.commit) {
       // C_old,new is committed: move on to C_new (§6), whoever started the change.
-      const entry = this.appendAsLeader('config', EMPTY, { voters: config.voters });
+      const entry = this.appendAsLeader('config', EMPTY, { voters: config.voters, ...onlyAddressesOf(config.voters, config.addresses) });
       if (this.pendingChange?.phase === 'joint') {
         this.pendingChange.phase = 'final';
         this.pendingChange.index = entry.index;
@@ -685,7 +694,8 @@ export class RaftCore {
     const caughtUp = change.target.every((node) => node === this.id || current.includes(node) || (this.progress.get(node)?.match ?? 0) >= this.commit);
     if (!caughtUp) return;
     change.phase = 'joint';
-    change.index = this.appendAsLeader('config', EMPTY, { voters: change.target, outgoing: current }).index;
+    const addresses = onlyAddressesOf([...change.target, ...current], change.addresses);
+    change.index = this.appendAsLeader('config', EMPTY, { voters: change.target, outgoing: current, ...addresses }).index;
   }
 
   private failChange(reason: string): void {
@@ -738,6 +748,14 @@ export class RaftCore {
   private softState(): SoftState {
     return { role: this.currentRole, term: this.currentTerm, leaderId: this.leader };
   }
+}
+
+/** `{ addresses }` restricted to `ids`, or nothing when no address is known. */
+function onlyAddressesOf(ids: readonly NodeId[], addresses: Readonly<Record<string, string>> | undefined): { addresses?: Record<string, string> } {
+  if (!addresses) return {};
+  const kept: Record<string, string> = {};
+  for (const id of ids) if (addresses[id] !== undefined) kept[id] = addresses[id]!;
+  return Object.keys(kept).length > 0 ? { addresses: kept } : {};
 }
 
 function sameHardState(a: HardState, b: HardState): boolean {

@@ -31,6 +31,11 @@ export interface Configuration {
   readonly voters: readonly NodeId[];
   /** C_old while a joint configuration is in effect; absent otherwise. Sorted, no duplicates. */
   readonly outgoing?: readonly NodeId[];
+  /**
+   * Where to reach each member (for example its URL), carried through the log so that every server,
+   * and any later leader, can reach a server that was added. The engine never reads it.
+   */
+  readonly addresses?: Readonly<Record<string, string>>;
 }
 
 /** One entry of the replicated log. Indexes start at 1; index 0 is the empty log's sentinel. */

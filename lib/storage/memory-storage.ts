@@ -10,7 +10,7 @@ import { EMPTY_HARD_STATE, type RaftStorage, type StorageBatch } from './storage
  */
 export class MemoryStorage implements RaftStorage {
   private hardState: HardState = EMPTY_HARD_STATE;
-  private entries: Entry[] = [];
+  private log: Entry[] = [];
   private baseConfiguration: Configuration | undefined;
   private pending = new Set<() => void>();
   private closed = false;
@@ -22,13 +22,13 @@ export class MemoryStorage implements RaftStorage {
     this.closed = false;
     // Validate as a real store would: a gap or a term that goes back is corruption, not something to skip.
     try {
-      new RaftLog(this.entries);
+      new RaftLog(this.log);
     } catch (error) {
       throw new StorageCorruptionError(`memory log is inconsistent: ${(error as Error).message}`);
     }
     return {
       hardState: this.hardState,
-      entries: [...this.entries],
+      entries: [...this.log],
       ...(this.baseConfiguration ? { baseConfiguration: this.baseConfiguration } : {}),
     };
   }
@@ -55,6 +55,10 @@ export class MemoryStorage implements RaftStorage {
     });
   }
 
+  async entries(from: number, to: number): Promise<Entry[]> {
+    return this.log.slice(Math.max(from, 1) - 1, Math.max(to, 0));
+  }
+
   async close(): Promise<void> {
     this.closed = true;
   }
@@ -68,13 +72,13 @@ export class MemoryStorage implements RaftStorage {
 
   /** All or nothing: the batch is checked before anything changes, as one transaction would be. */
   private apply(batch: StorageBatch): void {
-    let last = batch.truncateFrom !== undefined ? Math.min(this.entries.length, batch.truncateFrom - 1) : this.entries.length;
+    let last = batch.truncateFrom !== undefined ? Math.min(this.log.length, batch.truncateFrom - 1) : this.log.length;
     for (const entry of batch.entries) {
       if (entry.index !== ++last) throw new StorageCorruptionError(`batch would leave a gap: entry ${entry.index} where ${last} was expected`);
     }
     if (batch.baseConfiguration) this.baseConfiguration = batch.baseConfiguration;
     if (batch.hardState) this.hardState = batch.hardState;
-    if (batch.truncateFrom !== undefined) this.entries.length = Math.min(this.entries.length, batch.truncateFrom - 1);
-    this.entries.push(...batch.entries);
+    if (batch.truncateFrom !== undefined) this.log.length = Math.min(this.log.length, batch.truncateFrom - 1);
+    this.log.push(...batch.entries);
   }
 }

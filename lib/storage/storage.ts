@@ -28,6 +28,8 @@ export interface StorageBatch {
 export interface RaftStorage {
   load(): Promise<RecoveredState>;
   save(batch: StorageBatch): Promise<void>;
+  /** Stored entries with `from <= index <= to`, in order (for catching up readers of old entries). */
+  entries(from: number, to: number): Promise<Entry[]>;
   /** Releases connections, locks and files. */
   close(): Promise<void>;
 }

@@ -68,10 +68,11 @@ describe('membership by joint consensus', () => {
     c.elect(1);
     c.partition([1], [2, 3]);
     const n2 = c.node(2);
-    for (let i = 0; i < 100 && n2.role !== 'leader'; i++) {
+    const leading = () => n2.role === 'leader';
+    for (let i = 0; i < 100 && !leading(); i++) {
       c.tick(2);
       c.tick(3);
-      for (let round = 0; round < 20 && n2.role !== 'leader'; round++) {
+      for (let round = 0; round < 20 && !leading(); round++) {
         for (const id of [2, 3]) c.process(id);
         c.deliver();
       }
