@@ -59,7 +59,7 @@ export class MemoryNetwork {
       appendEntries: (request, options) => call((h) => h.appendEntries(structuredClone(request)), options),
       requestVote: (request, options) => call((h) => h.requestVote(structuredClone(request)), options),
       command: (command, options) => call((h) => h.command(command.slice(), options), options),
-      setConfiguration: (voters, options) => call((h) => h.setConfiguration([...voters], options), options),
+      setConfiguration: (members, options) => call((h) => h.setConfiguration(structuredClone(members), options), options),
       close: async () => {},
     };
   }

@@ -6,6 +6,12 @@ import type {
   RequestVoteResponse,
 } from '../core/types.js';
 
+/** A cluster member as the user names it: its id and, for network transports, where to reach it. */
+export interface RaftMember {
+  readonly id: NodeId;
+  readonly url?: string;
+}
+
 /** Per-call options of an RPC. */
 export interface RpcOptions {
   /** Abort the call (its promise then rejects). */
@@ -23,9 +29,9 @@ export interface RaftRpcHandler {
   appendEntries(request: AppendEntriesRequest): Promise<AppendEntriesResponse>;
   requestVote(request: RequestVoteRequest): Promise<RequestVoteResponse>;
   /** A command forwarded by a follower: resolves with the state machine's answer once applied. */
-  command(command: Uint8Array, options?: RpcOptions): Promise<Uint8Array>;
+  command(command: Uint8Array, options?: RpcOptions): Promise<unknown>;
   /** A membership change forwarded by a follower: resolves once C_new is committed. */
-  setConfiguration(voters: readonly NodeId[], options?: RpcOptions): Promise<void>;
+  setConfiguration(members: readonly RaftMember[], options?: RpcOptions): Promise<void>;
 }
 
 /**
@@ -36,8 +42,10 @@ export interface RaftPeer {
   readonly id: NodeId;
   appendEntries(request: AppendEntriesRequest, options?: RpcOptions): Promise<AppendEntriesResponse>;
   requestVote(request: RequestVoteRequest, options?: RpcOptions): Promise<RequestVoteResponse>;
-  command(command: Uint8Array, options?: RpcOptions): Promise<Uint8Array>;
-  setConfiguration(voters: readonly NodeId[], options?: RpcOptions): Promise<void>;
+  /** Forwards a command to this peer (the leader); resolves with the state machine's answer. */
+  command(command: Uint8Array, options?: RpcOptions): Promise<unknown>;
+  /** Forwards a membership change to this peer (the leader). */
+  setConfiguration(members: readonly RaftMember[], options?: RpcOptions): Promise<void>;
   /** Releases connections. */
   close(): Promise<void>;
 }
@@ -45,5 +53,7 @@ export interface RaftPeer {
 /** Makes the {@link RaftPeer} for a server id (and address, when the transport needs one). */
 export interface RaftTransport {
   peer(id: NodeId, url?: string): RaftPeer;
+  /** Asks the server at `url` for its id (the Go model's `GET /raft/id`); transports without addresses omit it. */
+  discoverId?(url: string, options?: RpcOptions): Promise<NodeId>;
   close(): Promise<void>;
 }

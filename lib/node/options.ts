@@ -1,0 +1,146 @@
+import type { NodeId } from '../core/types.js';
+import type { RaftStorage } from '../storage/storage.js';
+import type { RaftMember, RaftTransport } from '../transport/transport.js';
+import { RaftOptionsError } from './errors.js';
+import type { RaftStateMachineLike } from './state-machine.js';
+
+/** Minimal logger contract (Nest's `Logger` satisfies it). */
+export interface RaftLogger {
+  log(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+  debug?(message: string): void;
+}
+
+/** Timing and batching options shared by the node and the Nest module. All durations in milliseconds. */
+export interface RaftTimingOptions {
+  /** Minimum election timeout; each timeout is drawn from [min, 2·min). Default 250 (the Go model's). */
+  readonly electionTimeoutMs?: number;
+  /** Interval between a leader's heartbeats. Default electionTimeoutMs / 10. */
+  readonly heartbeatIntervalMs?: number;
+  /** Resolution of the node's logical clock. Default heartbeatIntervalMs / 5. */
+  readonly tickMs?: number;
+  /** Timeout of one AppendEntries or RequestVote call. Default 2 × electionTimeoutMs. */
+  readonly rpcTimeoutMs?: number;
+  /** Default timeout of `command()` and `setConfiguration()`. Default 10 000. */
+  readonly commandTimeoutMs?: number;
+  /** At most this many entries per AppendEntries. Default 512. */
+  readonly maxEntriesPerAppend?: number;
+  /** At most about this many command bytes per AppendEntries. Default 512 KiB. */
+  readonly maxBytesPerAppend?: number;
+  /** Unacknowledged AppendEntries per follower while pipelining. Default 16. */
+  readonly maxInflightAppends?: number;
+  /** Largest command accepted, in bytes. Default 1 MiB. */
+  readonly maxCommandBytes?: number;
+  /** PreVote (thesis §9.6). Default true. */
+  readonly preVote?: boolean;
+  /** CheckQuorum (thesis §6.2). Default true. */
+  readonly checkQuorum?: boolean;
+}
+
+/** Everything a {@link RaftNode} needs. */
+export interface RaftNodeOptions extends RaftTimingOptions {
+  /** This server's id: a positive integer, unique in the cluster. */
+  readonly nodeId: NodeId;
+  /** Where peers reach this server (for network transports). */
+  readonly url?: string;
+  /**
+   * The initial cluster, this server included. Used only on the very first start (an empty store):
+   * afterwards the configuration comes from the store and changes only through `setConfiguration`.
+   * Leave it out (or empty) for a server that will be added to a running cluster.
+   */
+  readonly peers?: readonly RaftMember[];
+  readonly storage: RaftStorage;
+  readonly transport: RaftTransport;
+  readonly stateMachine: RaftStateMachineLike;
+  readonly logger?: RaftLogger;
+  /** Source of randomness for election timeouts. Default Math.random. */
+  readonly random?: () => number;
+}
+
+/** The options with every default filled in. */
+export interface ResolvedTiming {
+  readonly electionTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly tickMs: number;
+  readonly rpcTimeoutMs: number;
+  readonly commandTimeoutMs: number;
+  readonly maxEntriesPerAppend: number;
+  readonly maxBytesPerAppend: number;
+  readonly maxInflightAppends: number;
+  readonly maxCommandBytes: number;
+  readonly preVote: boolean;
+  readonly checkQuorum: boolean;
+}
+
+/** The defaults, in one place. */
+export const RAFT_DEFAULTS = {
+  electionTimeoutMs: 250,
+  commandTimeoutMs: 10_000,
+  maxEntriesPerAppend: 512,
+  maxBytesPerAppend: 512 * 1024,
+  maxInflightAppends: 16,
+  maxCommandBytes: 1024 * 1024,
+} as const;
+
+function positive(field: string, value: number | undefined, integer = false): void {
+  if (value === undefined) return;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
+    throw new RaftOptionsError(field, `must be a positive ${integer ? 'integer' : 'number'}, got ${String(value)}`);
+  }
+}
+
+/** Validates timing options and fills in defaults; throws {@link RaftOptionsError} naming the bad field. */
+export function resolveTiming(options: RaftTimingOptions): ResolvedTiming {
+  for (const field of ['electionTimeoutMs', 'heartbeatIntervalMs', 'tickMs', 'rpcTimeoutMs', 'commandTimeoutMs'] as const) {
+    positive(field, options[field]);
+  }
+  for (const field of ['maxEntriesPerAppend', 'maxBytesPerAppend', 'maxInflightAppends', 'maxCommandBytes'] as const) {
+    positive(field, options[field], true);
+  }
+  const electionTimeoutMs = options.electionTimeoutMs ?? RAFT_DEFAULTS.electionTimeoutMs;
+  const heartbeatIntervalMs = options.heartbeatIntervalMs ?? electionTimeoutMs / 10;
+  if (heartbeatIntervalMs >= electionTimeoutMs) {
+    throw new RaftOptionsError('heartbeatIntervalMs', `must be below electionTimeoutMs (${electionTimeoutMs})`);
+  }
+  const tickMs = options.tickMs ?? heartbeatIntervalMs / 5;
+  if (tickMs > heartbeatIntervalMs) throw new RaftOptionsError('tickMs', `must not exceed heartbeatIntervalMs (${heartbeatIntervalMs})`);
+  return {
+    electionTimeoutMs,
+    heartbeatIntervalMs,
+    tickMs,
+    rpcTimeoutMs: options.rpcTimeoutMs ?? 2 * electionTimeoutMs,
+    commandTimeoutMs: options.commandTimeoutMs ?? RAFT_DEFAULTS.commandTimeoutMs,
+    maxEntriesPerAppend: options.maxEntriesPerAppend ?? RAFT_DEFAULTS.maxEntriesPerAppend,
+    maxBytesPerAppend: options.maxBytesPerAppend ?? RAFT_DEFAULTS.maxBytesPerAppend,
+    maxInflightAppends: options.maxInflightAppends ?? RAFT_DEFAULTS.maxInflightAppends,
+    maxCommandBytes: options.maxCommandBytes ?? RAFT_DEFAULTS.maxCommandBytes,
+    preVote: options.preVote ?? true,
+    checkQuorum: options.checkQuorum ?? true,
+  };
+}
+
+/** Checks a node id; throws {@link RaftOptionsError} naming `field`. */
+export function validateNodeId(field: string, id: unknown): asserts id is NodeId {
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0) {
+    throw new RaftOptionsError(field, `must be a positive integer, got ${JSON.stringify(id)}`);
+  }
+}
+
+/** Checks a member list (ids positive and unique, urls parseable). */
+export function validateMembers(field: string, members: readonly RaftMember[]): void {
+  if (!Array.isArray(members)) throw new RaftOptionsError(field, 'must be an array of { id, url }');
+  const seen = new Set<NodeId>();
+  members.forEach((member, i) => {
+    validateNodeId(`${field}[${i}].id`, member?.id);
+    if (seen.has(member.id)) throw new RaftOptionsError(`${field}[${i}].id`, `duplicate id ${member.id}`);
+    seen.add(member.id);
+    if (member.url !== undefined) {
+      try {
+        new URL(member.url);
+      } catch {
+        throw new RaftOptionsError(`${field}[${i}].url`, `is not a URL: ${JSON.stringify(member.url)}`);
+      }
+    }
+  });
+}

@@ -1,0 +1,162 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { firstValueFrom, take, toArray } from 'rxjs';
+import { NotLeaderError } from '../../lib/core/errors.js';
+import { CommandTimeoutError, NodeStoppedError, RaftOptionsError, StorageFailureError } from '../../lib/node/errors.js';
+import { RaftNode } from '../../lib/node/raft-node.js';
+import { MemoryStorage } from '../../lib/storage/memory-storage.js';
+import { MemoryNetwork } from '../../lib/transport/memory-transport.js';
+import { MemoryCluster } from './memory-cluster.js';
+
+let cluster: MemoryCluster | undefined;
+afterEach(async () => {
+  await cluster?.stopAll();
+  cluster = undefined;
+});
+
+describe('RaftNode (in-process, memory storage and network)', () => {
+  it('elects a leader, answers a command on the leader and forwards one from a follower', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    expect(await leader.command('set a 1')).toBe('1');
+    const follower = [...cluster.nodes.values()].find((n) => n !== leader)!;
+    expect(await follower.command('set b 2')).toBe('2');
+    expect(await follower.command('get a')).toBe('1');
+    expect(follower.leaderId).toBe(leader.id);
+  });
+
+  it('delivers the state machine error to the caller, and keeps going', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    await expect(leader.command('fail x')).rejects.toThrow('refused x');
+    expect(await leader.command('set x 1')).toBe('1');
+  });
+
+  it('emits every committed entry on every node, in order and gapless', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const seen = firstValueFrom(cluster.node(3).commits$.pipe(take(5), toArray()));
+    for (let i = 0; i < 5; i++) await leader.command(`set k${i} ${i}`);
+    const entries = await seen;
+    const indexes = entries.map((e) => e.index);
+    expect(indexes).toEqual(indexes.map((_, i) => indexes[0]! + i));
+  });
+
+  it('batches concurrent commands into few storage writes (group commit)', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const storage = cluster.storages.get(leader.id)!;
+    let saves = 0;
+    const save = storage.save.bind(storage);
+    storage.save = (batch) => {
+      saves++;
+      return save(batch);
+    };
+    const answers = await Promise.all(Array.from({ length: 500 }, (_, i) => leader.command(`set k${i} v${i}`)));
+    expect(answers[499]).toBe('v499');
+    expect(saves).toBeLessThan(50);
+  });
+
+  it('serves again after the leader stops, with a new leader', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.startAll();
+    const first = await cluster.leader();
+    await first.command('set a 1');
+    await cluster.stop(first.id);
+    const second = await cluster.leader(5000, cluster.ids.filter((id) => id !== first.id));
+    expect(second.id).not.toBe(first.id);
+    expect(await second.command('get a')).toBe('1');
+  });
+
+  it('recovers term, vote, log and configuration after a restart, and re-applies the log', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    await leader.command('set a 1');
+    const victim = [1, 2, 3].find((id) => id !== leader.id)!;
+    await cluster.node(victim).waitForApplied(leader.commitIndex);
+    const before = cluster.node(victim).status();
+    await cluster.stop(victim);
+    const restarted = await cluster.start(victim);
+    expect(restarted.term).toBeGreaterThanOrEqual(before.term);
+    expect(restarted.status().lastIndex).toBeGreaterThanOrEqual(before.lastIndex);
+    expect(restarted.status().members.map((m) => m.id)).toEqual([1, 2, 3]);
+    await restarted.waitForApplied(before.appliedIndex);
+    expect(cluster.machines.get(victim)!.data.get('a')).toBe('1');
+  });
+
+  it('adds a server that started empty, then removes the leader', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    await leader.command('set a 1');
+    const joiner = await cluster.start(4, true);
+    await leader.addMember({ id: 4 });
+    expect(leader.status().members.map((m) => m.id)).toEqual([1, 2, 3, 4]);
+    await joiner.waitForApplied(leader.commitIndex);
+    expect(cluster.machines.get(4)!.data.get('a')).toBe('1');
+    await leader.removeMember(leader.id);
+    const next = await cluster.leader(5000, [1, 2, 3, 4].filter((id) => id !== leader.id));
+    expect(next.status().members.map((m) => m.id)).not.toContain(leader.id);
+    expect(await next.command('get a')).toBe('1');
+    expect(leader.isLeader()).toBe(false);
+  });
+
+  it('replays stored entries and then live ones with commitsFrom', async () => {
+    cluster = new MemoryCluster([1]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    for (let i = 0; i < 5; i++) await leader.command(`set k${i} ${i}`);
+    const all = firstValueFrom(leader.commitsFrom(2).pipe(take(7), toArray()));
+    await leader.command('set late 1');
+    await leader.command('set later 2');
+    const indexes = (await all).map((e) => e.index);
+    expect(indexes).toEqual([2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it('times out a command that cannot commit, with a typed error', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    for (const id of [1, 2, 3]) if (id !== leader.id) cluster.network.disconnect(leader.id, id);
+    await expect(leader.command('set z 1', { timeoutMs: 40 })).rejects.toBeInstanceOf(CommandTimeoutError);
+  });
+
+  it('without a leader, a command fails with NotLeaderError', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.start(1);
+    await expect(cluster.node(1).command('set a 1', { timeoutMs: 200 })).rejects.toBeInstanceOf(NotLeaderError);
+  });
+
+  it('stops cleanly: in-flight commands are rejected with NodeStoppedError', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    for (const id of [1, 2, 3]) if (id !== leader.id) cluster.network.disconnect(leader.id, id);
+    const pending = leader.command('set z 1');
+    await cluster.stop(leader.id);
+    await expect(pending).rejects.toBeInstanceOf(NodeStoppedError);
+    await expect(leader.command('set y 1')).rejects.toBeInstanceOf(NodeStoppedError);
+  });
+
+  it('stops when storage fails, rejecting what waits on it', async () => {
+    cluster = new MemoryCluster([1]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const storage = cluster.storages.get(1)!;
+    storage.save = () => Promise.reject(new Error('disk on fire'));
+    await expect(leader.command('set a 1')).rejects.toBeInstanceOf(StorageFailureError);
+    expect(leader.isRunning).toBe(false);
+  });
+
+  it('validates its options and names the bad field', () => {
+    const base = { storage: new MemoryStorage(), transport: new MemoryNetwork().transport(1), stateMachine: () => null };
+    expect(() => new RaftNode({ ...base, nodeId: 0 })).toThrowError(expect.objectContaining({ field: 'nodeId' }));
+    expect(() => new RaftNode({ ...base, nodeId: 1, peers: [{ id: 2 }] })).toThrowError(expect.objectContaining({ field: 'peers' }));
+    expect(() => new RaftNode({ ...base, nodeId: 1, electionTimeoutMs: -5 })).toThrow(RaftOptionsError);
+    expect(() => new RaftNode({ ...base, nodeId: 1, peers: [{ id: 1 }, { id: 1 }] })).toThrowError(expect.objectContaining({ field: 'peers[1].id' }));
+  });
+});
