@@ -1,69 +1,11 @@
-import { RaftError } from '../core/errors.js';
-
-/** A command or membership change did not finish within its timeout; it may still take effect later. */
-export class CommandTimeoutError extends RaftError {
-  constructor(readonly timeoutMs: number) {
-    super(`no answer within ${timeoutMs} ms; the command may still be applied`);
-  }
-}
-
-/**
- * The leader that accepted a command lost leadership before the command was applied: it may or may
- * not be committed by the next leader (hashicorp/raft's ErrLeadershipLost).
- */
-export class LeadershipLostError extends RaftError {
-  constructor(detail = 'leadership was lost before the command was applied; it may or may not be committed') {
-    super(detail);
-  }
-}
-
-/** The node is not running (not started yet, or shut down); the operation was not attempted. */
-export class NodeStoppedError extends RaftError {
-  constructor(detail = 'the Raft node is not running') {
-    super(detail);
-  }
-}
-
-/** An operation was aborted through its AbortSignal. */
-export class CommandAbortedError extends RaftError {
-  constructor() {
-    super('the operation was aborted');
-  }
-}
-
-/** Options given to a node or module are invalid; `field` names the bad one. */
-export class RaftOptionsError extends RaftError {
-  constructor(
-    readonly field: string,
-    detail: string,
-  ) {
-    super(`invalid Raft option "${field}": ${detail}`);
-  }
-}
-
-/**
- * A follower forwarded a command to the leader and got no answer (the leader went away or the network
- * failed): the command may or may not have been applied.
- */
-export class CommandForwardingError extends RaftError {
-  constructor(
-    readonly leaderId: number,
-    override readonly cause: unknown,
-  ) {
-    super(`forwarding to leader ${leaderId} failed: ${cause instanceof Error ? cause.message : String(cause)}; the command may or may not have been applied`);
-  }
-}
-
-/** A membership change was started but abandoned (for example, a new server never caught up). */
-export class ConfigurationChangeFailedError extends RaftError {
-  constructor(readonly reason: string) {
-    super(`configuration change failed: ${reason}`);
-  }
-}
-
-/** The store failed to persist a batch; the node stopped, since it can no longer keep its promises. */
-export class StorageFailureError extends RaftError {
-  constructor(override readonly cause: unknown) {
-    super(`storage failed, the node stopped: ${cause instanceof Error ? cause.message : String(cause)}`);
-  }
-}
+// The driver's errors live in core/errors.ts so that transports can use them without importing upwards.
+export {
+  CommandTimeoutError,
+  LeadershipLostError,
+  NodeStoppedError,
+  CommandAbortedError,
+  RaftOptionsError,
+  CommandForwardingError,
+  ConfigurationChangeFailedError,
+  StorageFailureError,
+} from '../core/errors.js';

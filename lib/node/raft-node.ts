@@ -59,6 +59,12 @@ export interface RaftStatus extends RaftState {
   readonly joint: boolean;
 }
 
+/** A member to add or keep: without an id, the node asks the server at `url` for it (`GET /raft/id`). */
+export interface RaftMemberSpec {
+  readonly id?: NodeId;
+  readonly url?: string;
+}
+
 /** Options of one `command()` call. */
 export interface CommandOptions {
   /** Give up after this long (CommandTimeoutError). Default: the node's `commandTimeoutMs`. */
@@ -336,7 +342,7 @@ export class RaftNode {
    * catch up without a vote). Resolves when C_new is committed. A member without an id is asked for
    * it at its url (`GET /raft/id`), as the Go model did.
    */
-  async setConfiguration(members: readonly RaftMember[], options: CommandOptions = {}): Promise<void> {
+  async setConfiguration(members: readonly RaftMemberSpec[], options: CommandOptions = {}): Promise<void> {
     this.ensureRunning();
     const resolved = await this.resolveMemberIds(members, options);
     const timeoutMs = options.timeoutMs ?? this.timing.commandTimeoutMs;
@@ -363,7 +369,7 @@ export class RaftNode {
   }
 
   /** Adds one member (keeping the others). */
-  async addMember(member: RaftMember, options?: CommandOptions): Promise<void> {
+  async addMember(member: RaftMemberSpec, options?: CommandOptions): Promise<void> {
     const [resolved] = await this.resolveMemberIds([member], options ?? {});
     const current = this.status().members.filter((m) => m.id !== resolved!.id);
     await this.setConfiguration([...current, resolved!], options);
@@ -394,11 +400,11 @@ export class RaftNode {
     return this.withDeadline(done, options.timeoutMs ?? this.timing.commandTimeoutMs, options.signal, () => this.changeWaiters.delete(id));
   }
 
-  private async resolveMemberIds(members: readonly RaftMember[], options: CommandOptions): Promise<RaftMember[]> {
+  private async resolveMemberIds(members: readonly RaftMemberSpec[], options: CommandOptions): Promise<RaftMember[]> {
     if (!Array.isArray(members) || members.length === 0) throw new ConfigurationChangeError('invalid', 'a configuration needs at least one member');
     return Promise.all(
       members.map(async (m, i) => {
-        if (m.id !== undefined) return m;
+        if (m.id !== undefined) return m.url !== undefined ? { id: m.id, url: m.url } : { id: m.id };
         if (!m.url || !this.transport.discoverId) throw new RaftOptionsError(`members[${i}].id`, 'is required (no url to ask it from)');
         const id = await this.transport.discoverId(m.url, { timeoutMs: this.timing.rpcTimeoutMs, ...(options.signal ? { signal: options.signal } : {}) });
         return { id, url: m.url };

@@ -1,0 +1,212 @@
+/**
+ * The receiving side of the RPCs over HTTP: the Go model's five endpoints under a path prefix
+ * (default `/raft`), delivering into the {@link RaftRpcHandler} provided as {@link RAFT_RPC_HANDLER}.
+ *
+ * Every body is read with a limit, validated (DTOs in `dto/`) and converted before the handler sees
+ * it; a malformed one is answered 400 (413 when too large, 415 when not JSON) with a message naming
+ * each broken constraint, and changes nothing. Answers are written directly, not through Nest's
+ * exception filters, so that peers always get the wire format of `wire.ts`.
+ */
+import { Controller, Get, Inject, Logger, Post, Req, Res, type Type } from '@nestjs/common';
+import type { ServerResponse } from 'node:http';
+import type { NodeId } from '../core/types.js';
+import { HttpTransport } from '../transport/http-transport.js';
+import type { RaftMember, RaftRpcHandler, RpcOptions } from '../transport/transport.js';
+import {
+  DEFAULT_PATH_PREFIX,
+  RPC_PATHS,
+  TIMEOUT_HEADER,
+  TO_HEADER,
+  encodeAnswer,
+  encodeAppendEntriesResult,
+  encodeRequestVoteResult,
+  errorToWire,
+  normalizePathPrefix,
+  type ErrorBody,
+  type WirePeer,
+} from '../transport/wire.js';
+import { InvalidRpcBodyError, parseAppendEntries, parseRequestVote, parseSetConfiguration } from './dto/parse-rpc-body.js';
+import { RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, type RaftRpcLimits } from './raft.constants.js';
+import { RequestBodyError, readJsonBody, readRawBody, type RaftHttpRequest } from './raft-body.js';
+
+/** Longest timeout a caller may ask for in the timeout header (a day). */
+const MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000;
+
+/** Longest wait for a member's id (`GET {prefix}/id`) during a membership change. */
+const ID_LOOKUP_TIMEOUT_MS = 5_000;
+
+/** A request meant for another node (the sender's table maps this address to another id). */
+class WrongNodeError extends Error {
+  constructor(
+    readonly expected: NodeId,
+    readonly actual: NodeId,
+  ) {
+    super(`this is node ${actual}, not node ${expected}`);
+  }
+}
+
+/**
+ * Makes the RPC controller for endpoints under `pathPrefix` (the prefix is part of the route, so
+ * it must be known when the module is declared). Routes, relative to the prefix:
+ *
+ * | route | body | answer |
+ * |---|---|---|
+ * | `GET id` | — | the node's id, `text/plain` |
+ * | `POST appendentries` | JSON (`application/json` or `application/vnd.raft+json`) | `{ term, success, match_index, … }` |
+ * | `POST requestvote` | JSON | `{ term, vote_granted, pre_vote? }` |
+ * | `POST command` | the command's bytes, `application/octet-stream` | `{ result }` after commit |
+ * | `POST setconfiguration` | `{ peers: [{ id?, url? }] }` | `{ success: true }` after C_new commits |
+ *
+ * Errors: 400 malformed, 409 `wrong_node` or a refused membership change (`reason`), 413 too large,
+ * 415 wrong content type, 421 not the leader (`leader_id`, `leader_url`), 503 leadership lost or node
+ * stopped, 504 timeout.
+ */
+export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX): Type<unknown> {
+  const prefix = normalizePathPrefix(pathPrefix);
+
+  @Controller(prefix || '/')
+  class RaftRpcController {
+    private readonly logger = new Logger('RaftRpcController');
+
+    constructor(
+      @Inject(RAFT_RPC_HANDLER) private readonly handler: RaftRpcHandler,
+      @Inject(RAFT_RPC_LIMITS) private readonly limits: RaftRpcLimits,
+    ) {}
+
+    /** `GET {prefix}/id`: how an HTTP peer learns who answers at an address (the Go model's `idHandler`). */
+    @Get(RPC_PATHS.id)
+    id(@Res() res: ServerResponse): void {
+      const body = String(this.handler.id);
+      res.statusCode = 200;
+      res.setHeader('content-type', 'text/plain; charset=utf-8');
+      res.setHeader('content-length', Buffer.byteLength(body));
+      res.end(body);
+    }
+
+    @Post(RPC_PATHS.appendEntries)
+    appendEntries(@Req() req: RaftHttpRequest, @Res() res: ServerResponse): Promise<void> {
+      return this.serve(req, res, false, async () => {
+        this.checkAddressee(req);
+        const request = parseAppendEntries(await readJsonBody(req, this.limits.bodyLimitBytes), this.limits, this.handler.id);
+        return encodeAppendEntriesResult(await this.handler.appendEntries(request));
+      });
+    }
+
+    @Post(RPC_PATHS.requestVote)
+    requestVote(@Req() req: RaftHttpRequest, @Res() res: ServerResponse): Promise<void> {
+      return this.serve(req, res, false, async () => {
+        this.checkAddressee(req);
+        const request = parseRequestVote(await readJsonBody(req, this.limits.bodyLimitBytes), this.handler.id);
+        return encodeRequestVoteResult(await this.handler.requestVote(request));
+      });
+    }
+
+    /** A command forwarded by a follower: answered once committed and applied (or with a typed error). */
+    @Post(RPC_PATHS.command)
+    command(@Req() req: RaftHttpRequest, @Res() res: ServerResponse): Promise<void> {
+      return this.serve(req, res, false, async () => {
+        this.checkAddressee(req);
+        const options = this.callOptions(req, res);
+        const command = await readRawBody(req, Math.min(this.limits.bodyLimitBytes, this.limits.maxCommandBytes));
+        const answer = await this.handler.command(new Uint8Array(command.buffer, command.byteOffset, command.byteLength), options);
+        const result = encodeAnswer(answer);
+        return result === undefined ? {} : { result };
+      });
+    }
+
+    /** A membership change: answered once C_new is committed. */
+    @Post(RPC_PATHS.setConfiguration)
+    setConfiguration(@Req() req: RaftHttpRequest, @Res() res: ServerResponse): Promise<void> {
+      return this.serve(req, res, true, async () => {
+        this.checkAddressee(req);
+        const options = this.callOptions(req, res);
+        const peers = parseSetConfiguration(await readJsonBody(req, this.limits.bodyLimitBytes));
+        const members = await this.resolveMembers(peers, options);
+        await this.handler.setConfiguration(members, options);
+        return { success: true };
+      });
+    }
+
+    /** Runs `work` and writes its result, or the error's status and body. */
+    private async serve(req: RaftHttpRequest, res: ServerResponse, withSuccessFlag: boolean, work: () => Promise<object>): Promise<void> {
+      let status = 200;
+      let body: object;
+      try {
+        body = await work();
+      } catch (error) {
+        ({ status, body } = this.describeError(error));
+        if (withSuccessFlag) body = { success: false, ...body };
+      }
+      if (res.headersSent || res.writableEnded || res.destroyed) return;
+      const text = JSON.stringify(body);
+      res.statusCode = status;
+      res.setHeader('content-type', 'application/json; charset=utf-8');
+      res.setHeader('content-length', Buffer.byteLength(text));
+      // A body left unread (too large, wrong type) is not drained: the connection is closed instead.
+      if (!req.readableEnded) res.setHeader('connection', 'close');
+      res.end(text);
+    }
+
+    private describeError(error: unknown): { status: number; body: ErrorBody } {
+      if (error instanceof InvalidRpcBodyError) {
+        return { status: 400, body: { error: error.message, message: error.message, code: 'invalid_body', issues: error.issues } };
+      }
+      if (error instanceof RequestBodyError) return { status: error.status, body: { error: error.message, message: error.message, code: error.code } };
+      if (error instanceof WrongNodeError) return { status: 409, body: { error: error.message, message: error.message, code: 'wrong_node' } };
+      const wire = errorToWire(error);
+      if (wire.status >= 500 && wire.body.code === 'internal') this.logger.error(`RPC failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+      return wire;
+    }
+
+    /** A sender that names the node it means (header `x-raft-to`) must have reached that node. */
+    private checkAddressee(req: RaftHttpRequest): void {
+      const header = req.headers[TO_HEADER];
+      if (header === undefined) return;
+      const expected = typeof header === 'string' && /^[1-9][0-9]{0,15}$/.test(header) ? Number(header) : NaN;
+      if (!Number.isSafeInteger(expected)) throw new RequestBodyError(400, 'invalid_header', `header ${TO_HEADER} must be a node id`);
+      if (expected !== this.handler.id) throw new WrongNodeError(expected, this.handler.id);
+    }
+
+    /** The caller's timeout (header `x-raft-timeout-ms`) and a signal that fires if the caller goes away. */
+    private callOptions(req: RaftHttpRequest, res: ServerResponse): RpcOptions {
+      const header = req.headers[TIMEOUT_HEADER];
+      let timeoutMs: number | undefined;
+      if (header !== undefined) {
+        timeoutMs = typeof header === 'string' && /^[0-9]{1,9}$/.test(header) ? Number(header) : NaN;
+        if (!(timeoutMs >= 1 && timeoutMs <= MAX_TIMEOUT_MS)) {
+          throw new RequestBodyError(400, 'invalid_header', `header ${TIMEOUT_HEADER} must be an integer from 1 to ${MAX_TIMEOUT_MS}`);
+        }
+      }
+      const abort = new AbortController();
+      res.once('close', () => {
+        if (!res.writableFinished) abort.abort();
+      });
+      return { signal: abort.signal, ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
+    }
+
+    /** Members given by URL only are asked for their id, as the Go model's `NewHTTPPeer` did. */
+    private async resolveMembers(peers: readonly WirePeer[], options: RpcOptions): Promise<RaftMember[]> {
+      const members = await Promise.all(
+        peers.map(async (peer, i): Promise<RaftMember> => {
+          if (peer.id !== undefined) return peer.url !== undefined ? { id: peer.id, url: peer.url } : { id: peer.id };
+          try {
+            const id = await HttpTransport.discoverId(peer.url!, {
+              pathPrefix: prefix,
+              timeoutMs: Math.min(options.timeoutMs ?? ID_LOOKUP_TIMEOUT_MS, ID_LOOKUP_TIMEOUT_MS),
+              ...(options.signal ? { signal: options.signal } : {}),
+            });
+            return { id, url: peer.url! };
+          } catch (error) {
+            throw new InvalidRpcBodyError('SetConfiguration', [`peers.${i}.url: could not learn the node's id: ${error instanceof Error ? error.message : String(error)}`]);
+          }
+        }),
+      );
+      const seen = new Set<NodeId>();
+      const twice = members.findIndex((m) => seen.size === seen.add(m.id).size);
+      if (twice >= 0) throw new InvalidRpcBodyError('SetConfiguration', [`peers.${twice} is node ${members[twice]!.id}, which another member already is`]);
+      return members;
+    }
+  }
+
+  return RaftRpcController;
+}

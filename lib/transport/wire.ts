@@ -1,0 +1,523 @@
+/**
+ * The HTTP wire format of nestjs-raft: the Go model's JSON bodies (peterbourgon/raft, see SEED.md),
+ * extended with what this engine needs (conflict hints, entry types, configuration entries, pre-votes),
+ * and the pure functions that translate between them and the engine's messages, both directions.
+ *
+ * Field names are snake_case, as the Go model sent them. Everything the Go model did not send is
+ * optional on the way in, so a Go-era body is still understood.
+ *
+ * Request decoders (`decodeAppendEntries`, `decodeRequestVote`) trust that the body was validated
+ * first (the Nest DTOs do this); response decoders validate, because an answer comes from another
+ * process we do not control.
+ */
+import { ConfigurationChangeError, NotLeaderError, RaftError, type ConfigurationChangeRefusal } from '../core/errors.js';
+import type {
+  AppendEntriesRequest,
+  AppendEntriesResponse,
+  Configuration,
+  Entry,
+  EntryType,
+  NodeId,
+  RequestVoteRequest,
+  RequestVoteResponse,
+} from '../core/types.js';
+import {
+  CommandAbortedError,
+  CommandForwardingError,
+  CommandTimeoutError,
+  ConfigurationChangeFailedError,
+  LeadershipLostError,
+  NodeStoppedError,
+  RaftOptionsError,
+  StorageFailureError,
+} from '../core/errors.js';
+import type { RaftMember } from './transport.js';
+
+// ------------------------------------------------------------------------------------------ bodies
+
+/** A configuration on the wire (entries of type `config`). */
+export interface WireConfiguration {
+  readonly voters: readonly NodeId[];
+  readonly outgoing?: readonly NodeId[];
+  /** Member id (decimal string) → base URL. */
+  readonly addresses?: Readonly<Record<string, string>>;
+}
+
+/** A log entry on the wire. The Go model sent only `index`, `term` and `command`. */
+export interface WireEntry {
+  readonly index: number;
+  readonly term: number;
+  /** The command's bytes in standard, padded base64 (Go's encoding of `[]byte`). */
+  readonly command: string;
+  /** Absent means `command`. */
+  readonly type?: EntryType;
+  /** Only on entries of type `config`. */
+  readonly config?: WireConfiguration;
+}
+
+/** `POST {prefix}/appendentries` */
+export interface AppendEntriesBody {
+  readonly term: number;
+  readonly leader_id: NodeId;
+  readonly prev_log_index: number;
+  readonly prev_log_term: number;
+  readonly entries: readonly WireEntry[];
+  readonly commit_index: number;
+}
+
+/** The answer to {@link AppendEntriesBody}. A Go server answers only `term` and `success`. */
+export interface AppendEntriesResultBody {
+  readonly term: number;
+  readonly success: boolean;
+  readonly match_index?: number;
+  readonly rejected_index?: number;
+  readonly conflict_term?: number;
+  readonly conflict_index?: number;
+}
+
+/** `POST {prefix}/requestvote` */
+export interface RequestVoteBody {
+  readonly term: number;
+  readonly candidate_id: NodeId;
+  readonly last_log_index: number;
+  readonly last_log_term: number;
+  /** A pre-vote (thesis §9.6); absent means a real vote. */
+  readonly pre_vote?: boolean;
+  /** A leadership transfer's vote (thesis §3.10). */
+  readonly transfer?: boolean;
+}
+
+/** The answer to {@link RequestVoteBody}. */
+export interface RequestVoteResultBody {
+  readonly term: number;
+  readonly vote_granted: boolean;
+  readonly pre_vote?: boolean;
+}
+
+/** One member in `POST {prefix}/setconfiguration`: its id, its base URL, or both. */
+export interface WirePeer {
+  readonly id?: NodeId;
+  readonly url?: string;
+}
+
+/** `POST {prefix}/setconfiguration` */
+export interface SetConfigurationBody {
+  readonly peers: readonly WirePeer[];
+}
+
+/** The body of every error answer. `error` is a human-readable message; `code` is for programs. */
+export interface ErrorBody {
+  readonly error: string;
+  /** The same text as `error`, under the name Nest's own error bodies use. */
+  readonly message?: string;
+  readonly code?: string;
+  /** `not_leader`: the leader's id (0 when unknown) and base URL when known. */
+  readonly leader_id?: NodeId;
+  readonly leader_url?: string;
+  /** `configuration_change` (a {@link ConfigurationChangeRefusal}) or `configuration_change_failed`: why. */
+  readonly reason?: string;
+  /** `timeout`: the timeout that expired. */
+  readonly timeout_ms?: number;
+  /** `invalid_request`: the option or field that was refused. */
+  readonly field?: string;
+  /** `invalid_body`: every constraint the body failed. */
+  readonly issues?: readonly string[];
+  /** Only on `/setconfiguration`, as the Go model answered `{success}` or `{error}`. */
+  readonly success?: false;
+}
+
+/** The answer of `POST {prefix}/setconfiguration`. */
+export type SetConfigurationResultBody = { readonly success: true } | (ErrorBody & { readonly success: false });
+
+/** The answer of `POST {prefix}/command`: the state machine's answer, encoded by {@link encodeAnswer}. */
+export interface CommandResultBody {
+  readonly result?: JsonValue;
+}
+
+/** Any JSON value. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+
+/** Default path under which the RPC endpoints live (the Go model's). */
+export const DEFAULT_PATH_PREFIX = '/raft';
+
+/** Content type the HTTP peer sends JSON RPCs with by default (see {@link isJsonContentType}). */
+export const RAFT_JSON_CONTENT_TYPE = 'application/vnd.raft+json';
+
+/** Request header carrying the id the sender believes it is talking to; a mismatch is refused. */
+export const TO_HEADER = 'x-raft-to';
+
+/** Request header carrying a forwarded command's timeout, so the leader gives up when the caller does. */
+export const TIMEOUT_HEADER = 'x-raft-timeout-ms';
+
+/** Paths below the prefix. */
+export const RPC_PATHS = {
+  id: 'id',
+  appendEntries: 'appendentries',
+  requestVote: 'requestvote',
+  command: 'command',
+  setConfiguration: 'setconfiguration',
+} as const;
+
+// ------------------------------------------------------------------------------------------ errors
+
+/** A body (usually an answer from a peer) does not have the shape the wire format requires. */
+export class WireFormatError extends RaftError {}
+
+/** A peer answered with an HTTP status this client does not map to a more specific error. */
+export class RaftHttpError extends RaftError {
+  constructor(
+    readonly status: number,
+    readonly code: string | undefined,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+// ------------------------------------------------------------------------------------------ base64
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const BASE64_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+/** Standard, padded base64 (what Go's encoding/json writes for `[]byte`). */
+export function encodeBase64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+}
+
+/**
+ * Whether `text` is canonical standard base64: alphabet `A–Z a–z 0–9 + /`, padded to a multiple of
+ * four, and the unused bits of the last group zero (so exactly one text encodes each byte string:
+ * `QQ==` is accepted, `QR==` is not). Node's own decoder accepts all of these and silently drops
+ * what it does not understand, which is why it is never given unchecked text.
+ */
+export function isStrictBase64(text: string): boolean {
+  if (text.length % 4 !== 0 || !BASE64.test(text)) return false;
+  if (text.endsWith('==')) return (BASE64_ALPHABET.indexOf(text[text.length - 3]!) & 0x0f) === 0;
+  if (text.endsWith('=')) return (BASE64_ALPHABET.indexOf(text[text.length - 2]!) & 0x03) === 0;
+  return true;
+}
+
+/** The number of bytes that base64 text of this length (assumed valid) decodes to. */
+export function base64DecodedLength(text: string): number {
+  const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
+  return (text.length / 4) * 3 - padding;
+}
+
+/** Decodes strict base64 (see {@link isStrictBase64}) into a fresh Uint8Array; throws {@link WireFormatError} otherwise. */
+export function decodeBase64(text: string): Uint8Array {
+  if (!isStrictBase64(text)) throw new WireFormatError('not valid base64');
+  // A copy: Buffer.from may hand out a slice of a shared pool, which must not escape as a command.
+  return new Uint8Array(Buffer.from(text, 'base64'));
+}
+
+// ------------------------------------------------------------------------------------------ entries
+
+export function encodeEntry(entry: Entry): WireEntry {
+  const wire: { -readonly [K in keyof WireEntry]: WireEntry[K] } = { index: entry.index, term: entry.term, command: encodeBase64(entry.command) };
+  if (entry.type !== 'command') wire.type = entry.type;
+  if (entry.config) wire.config = encodeConfiguration(entry.config);
+  return wire;
+}
+
+/** Converts a validated wire entry. */
+export function decodeEntry(wire: WireEntry): Entry {
+  const type = wire.type ?? 'command';
+  const entry: { -readonly [K in keyof Entry]: Entry[K] } = { index: wire.index, term: wire.term, type, command: decodeBase64(wire.command) };
+  if (wire.config) entry.config = decodeConfiguration(wire.config);
+  return entry;
+}
+
+export function encodeConfiguration(config: Configuration): WireConfiguration {
+  const wire: { -readonly [K in keyof WireConfiguration]: WireConfiguration[K] } = { voters: [...config.voters] };
+  if (config.outgoing) wire.outgoing = [...config.outgoing];
+  if (config.addresses) wire.addresses = { ...config.addresses };
+  return wire;
+}
+
+/** Converts a validated wire configuration; ids are sorted, as {@link Configuration} requires. */
+export function decodeConfiguration(wire: WireConfiguration): Configuration {
+  const config: { -readonly [K in keyof Configuration]: Configuration[K] } = { voters: sortedIds(wire.voters) };
+  if (wire.outgoing) config.outgoing = sortedIds(wire.outgoing);
+  if (wire.addresses) config.addresses = { ...wire.addresses };
+  return config;
+}
+
+function sortedIds(ids: readonly NodeId[]): NodeId[] {
+  return [...ids].sort((a, b) => a - b);
+}
+
+// ------------------------------------------------------------------------------------------ AppendEntries
+
+export function encodeAppendEntries(request: AppendEntriesRequest): AppendEntriesBody {
+  return {
+    term: request.term,
+    leader_id: request.from,
+    prev_log_index: request.prevLogIndex,
+    prev_log_term: request.prevLogTerm,
+    entries: request.entries.map(encodeEntry),
+    commit_index: request.leaderCommit,
+  };
+}
+
+/** Converts a validated body received by node `to`; the sender is the body's `leader_id`. */
+export function decodeAppendEntries(body: AppendEntriesBody, to: NodeId): AppendEntriesRequest {
+  return {
+    type: 'AppendEntries',
+    from: body.leader_id,
+    to,
+    term: body.term,
+    prevLogIndex: body.prev_log_index,
+    prevLogTerm: body.prev_log_term,
+    entries: body.entries.map(decodeEntry),
+    leaderCommit: body.commit_index,
+  };
+}
+
+export function encodeAppendEntriesResult(response: AppendEntriesResponse): AppendEntriesResultBody {
+  return {
+    term: response.term,
+    success: response.success,
+    match_index: response.matchIndex,
+    rejected_index: response.rejectedIndex,
+    conflict_term: response.conflictTerm,
+    conflict_index: response.conflictIndex,
+  };
+}
+
+/**
+ * Decodes (and checks) the answer of node `from` to `request`. A Go-era answer has only `term` and
+ * `success`; the missing fields are derived from the request: a success matches everything sent, and
+ * a rejection without hints makes the leader step back one entry (the paper's plain rule, §5.3).
+ */
+export function decodeAppendEntriesResult(body: unknown, request: AppendEntriesRequest, from: NodeId): AppendEntriesResponse {
+  const o = expectObject(body, 'AppendEntries answer');
+  const term = field(o, 'term', isIndex, 'a non-negative integer', 'AppendEntries answer');
+  const success = field(o, 'success', isBoolean, 'a boolean', 'AppendEntries answer');
+  const optional = (name: string, fallback: number) => optionalField(o, name, isIndex, 'a non-negative integer', 'AppendEntries answer') ?? fallback;
+  return {
+    type: 'AppendEntriesResponse',
+    from,
+    to: request.from,
+    term,
+    success,
+    matchIndex: optional('match_index', success ? request.prevLogIndex + request.entries.length : 0),
+    rejectedIndex: optional('rejected_index', success ? 0 : request.prevLogIndex),
+    conflictTerm: optional('conflict_term', 0),
+    conflictIndex: optional('conflict_index', success ? 0 : request.prevLogIndex),
+  };
+}
+
+// ------------------------------------------------------------------------------------------ RequestVote
+
+export function encodeRequestVote(request: RequestVoteRequest): RequestVoteBody {
+  return {
+    term: request.term,
+    candidate_id: request.from,
+    last_log_index: request.lastLogIndex,
+    last_log_term: request.lastLogTerm,
+    ...(request.preVote ? { pre_vote: true } : {}),
+    ...(request.transfer ? { transfer: true } : {}),
+  };
+}
+
+/** Converts a validated body received by node `to`; the sender is the body's `candidate_id`. */
+export function decodeRequestVote(body: RequestVoteBody, to: NodeId): RequestVoteRequest {
+  return {
+    type: 'RequestVote',
+    from: body.candidate_id,
+    to,
+    term: body.term,
+    lastLogIndex: body.last_log_index,
+    lastLogTerm: body.last_log_term,
+    preVote: body.pre_vote ?? false,
+    ...(body.transfer ? { transfer: true } : {}),
+  };
+}
+
+export function encodeRequestVoteResult(response: RequestVoteResponse): RequestVoteResultBody {
+  return { term: response.term, vote_granted: response.voteGranted, ...(response.preVote ? { pre_vote: true } : {}) };
+}
+
+/** Decodes (and checks) the answer of node `from` to `request`. */
+export function decodeRequestVoteResult(body: unknown, request: RequestVoteRequest, from: NodeId): RequestVoteResponse {
+  const o = expectObject(body, 'RequestVote answer');
+  const term = field(o, 'term', isIndex, 'a non-negative integer', 'RequestVote answer');
+  const voteGranted = field(o, 'vote_granted', isBoolean, 'a boolean', 'RequestVote answer');
+  const preVote = optionalField(o, 'pre_vote', isBoolean, 'a boolean', 'RequestVote answer') ?? request.preVote;
+  if (preVote !== request.preVote) throw new WireFormatError(`RequestVote answer: pre_vote is ${preVote}, but the request's was ${request.preVote}`);
+  return { type: 'RequestVoteResponse', from, to: request.from, term, voteGranted, preVote };
+}
+
+// ------------------------------------------------------------------------------------------ SetConfiguration
+
+/** The body announcing `members` (their `url`s when known). */
+export function encodeSetConfiguration(members: readonly RaftMember[]): SetConfigurationBody {
+  return { peers: members.map((m) => (m.url !== undefined ? { id: m.id, url: m.url } : { id: m.id })) };
+}
+
+// ------------------------------------------------------------------------------------------ command answers
+
+/**
+ * Encodes a state machine's answer as JSON: a Uint8Array becomes `{ "$bytes": base64 }` (anywhere in
+ * the value), everything else follows JSON's rules (`undefined` → absent, non-finite numbers → null,
+ * `toJSON` honoured). An object whose only key is `$bytes` or `$escape` is wrapped in
+ * `{ "$escape": … }` so that it cannot be mistaken for bytes. Throws TypeError on a bigint or a cycle,
+ * as `JSON.stringify` does.
+ */
+export function encodeAnswer(value: unknown): JsonValue | undefined {
+  return encodeValue(value, new Set());
+}
+
+function encodeValue(value: unknown, seen: Set<object>): JsonValue | undefined {
+  if (value === null) return null;
+  switch (typeof value) {
+    case 'undefined':
+    case 'function':
+    case 'symbol':
+      return undefined;
+    case 'boolean':
+    case 'string':
+      return value;
+    case 'number':
+      return Number.isFinite(value) ? value : null;
+    case 'bigint':
+      throw new TypeError('a bigint cannot be encoded as JSON');
+  }
+  if (value instanceof Uint8Array) return { $bytes: encodeBase64(value) };
+  const object = value as object & { toJSON?: () => unknown };
+  if (typeof object.toJSON === 'function') return encodeValue(object.toJSON(), seen);
+  if (seen.has(object)) throw new TypeError('a cyclic value cannot be encoded as JSON');
+  seen.add(object);
+  try {
+    if (Array.isArray(object)) return object.map((item) => encodeValue(item, seen) ?? null);
+    const out: { [key: string]: JsonValue } = {};
+    for (const [key, item] of Object.entries(object)) {
+      const encoded = encodeValue(item, seen);
+      if (encoded !== undefined) defineEntry(out, key, encoded);
+    }
+    return isMarker(out) ? { $escape: out } : out;
+  } finally {
+    seen.delete(object);
+  }
+}
+
+/** The inverse of {@link encodeAnswer}. */
+export function decodeAnswer(json: unknown): unknown {
+  if (json === null || typeof json !== 'object') return json;
+  if (Array.isArray(json)) return json.map(decodeAnswer);
+  const o = json as Record<string, unknown>;
+  const keys = Object.keys(o);
+  if (keys.length === 1 && keys[0] === '$bytes') {
+    if (typeof o.$bytes !== 'string' || !isStrictBase64(o.$bytes)) throw new WireFormatError('"$bytes" must hold base64 text');
+    return decodeBase64(o.$bytes);
+  }
+  const source = keys.length === 1 && keys[0] === '$escape' && isPlainObject(o.$escape) ? (o.$escape as Record<string, unknown>) : o;
+  const out: Record<string, unknown> = {};
+  for (const [key, item] of Object.entries(source)) defineEntry(out, key, decodeAnswer(item));
+  return out;
+}
+
+function isMarker(o: Record<string, unknown>): boolean {
+  const keys = Object.keys(o);
+  return keys.length === 1 && (keys[0] === '$bytes' || keys[0] === '$escape');
+}
+
+/** Assigns without invoking the `__proto__` setter, so a key of that name stays an ordinary key. */
+function defineEntry(target: { [key: string]: unknown }, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+// ------------------------------------------------------------------------------------------ error answers
+
+/** The HTTP status and body that describe `error` to a peer. */
+export function errorToWire(error: unknown): { status: number; body: ErrorBody } {
+  const message = error instanceof Error ? error.message : String(error);
+  const body = (code: string, extra: Partial<ErrorBody> = {}): ErrorBody => ({ error: message, message, code, ...extra });
+  if (error instanceof NotLeaderError) {
+    return { status: 421, body: body('not_leader', { leader_id: error.leaderId, ...(error.leaderUrl ? { leader_url: error.leaderUrl } : {}) }) };
+  }
+  if (error instanceof CommandTimeoutError) return { status: 504, body: body('timeout', { timeout_ms: error.timeoutMs }) };
+  if (error instanceof LeadershipLostError) return { status: 503, body: body('leadership_lost') };
+  if (error instanceof NodeStoppedError) return { status: 503, body: body('node_stopped') };
+  if (error instanceof CommandAbortedError) return { status: 503, body: body('aborted') };
+  if (error instanceof ConfigurationChangeError) return { status: 409, body: body('configuration_change', { reason: error.reason }) };
+  if (error instanceof ConfigurationChangeFailedError) return { status: 409, body: body('configuration_change_failed', { reason: error.reason }) };
+  if (error instanceof RaftOptionsError) return { status: 400, body: body('invalid_request', { field: error.field }) };
+  if (error instanceof CommandForwardingError) return { status: 502, body: body('forwarding_failed', { leader_id: error.leaderId }) };
+  if (error instanceof StorageFailureError) return { status: 503, body: body('storage_failure') };
+  return { status: 500, body: body('internal') };
+}
+
+const REFUSALS: readonly ConfigurationChangeRefusal[] = ['invalid', 'in-progress', 'leader-not-ready'];
+
+/** The typed error an error answer stands for (the inverse of {@link errorToWire}). */
+export function errorFromWire(status: number, body: unknown): RaftError {
+  const o = isPlainObject(body) ? (body as Record<string, unknown>) : {};
+  const text = typeof o.error === 'string' ? o.error : typeof o.message === 'string' ? o.message : `HTTP ${status}`;
+  const code = typeof o.code === 'string' ? o.code : undefined;
+  if (status === 421 || code === 'not_leader') {
+    const leaderId = isIndex(o.leader_id) ? o.leader_id : 0;
+    return new NotLeaderError(leaderId, typeof o.leader_url === 'string' && o.leader_url !== '' ? o.leader_url : undefined);
+  }
+  if (code === 'timeout' || (status === 504 && code === undefined)) return new CommandTimeoutError(isIndex(o.timeout_ms) ? o.timeout_ms : 0);
+  if (code === 'leadership_lost') return new LeadershipLostError(text);
+  if (code === 'node_stopped') return new NodeStoppedError(text);
+  if (code === 'aborted') return new CommandAbortedError();
+  if (code === 'invalid_request') {
+    return new RaftOptionsError(typeof o.field === 'string' ? o.field : 'request', text.replace(/^invalid Raft option "[^"]*": /, ''));
+  }
+  if (code === 'configuration_change_failed') return new ConfigurationChangeFailedError(typeof o.reason === 'string' ? o.reason : text);
+  if (code === 'configuration_change' || (status === 409 && REFUSALS.includes(o.reason as ConfigurationChangeRefusal))) {
+    const reason = REFUSALS.includes(o.reason as ConfigurationChangeRefusal) ? (o.reason as ConfigurationChangeRefusal) : 'invalid';
+    return new ConfigurationChangeError(reason, text.replace(/^configuration change refused \([^)]*\): /, ''));
+  }
+  return new RaftHttpError(status, code, `HTTP ${status}${code ? ` (${code})` : ''}: ${text}`);
+}
+
+// ------------------------------------------------------------------------------------------ helpers
+
+/** `/raft`, `raft/`, `//raft//` → `/raft`; `''` and `/` → `''` (the endpoints at the root). */
+export function normalizePathPrefix(prefix: string): string {
+  const trimmed = prefix.replace(/^\/+|\/+$/g, '');
+  return trimmed === '' ? '' : `/${trimmed}`;
+}
+
+/** `application/json`, `application/vnd.raft+json` and any other `…/…+json`, with or without parameters. */
+export function isJsonContentType(contentType: string | undefined): boolean {
+  if (!contentType) return false;
+  const type = contentType.split(';')[0]!.trim().toLowerCase();
+  return type === 'application/json' || /^[a-z0-9.!#$%&'*^_`|~-]+\/[a-z0-9.!#$%&'*^_`|~+-]+\+json$/.test(type);
+}
+
+/** A non-negative safe integer: a term or an index. */
+export function isIndex(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+/** A positive safe integer: a node id. */
+export function isNodeId(value: unknown): value is NodeId {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0;
+}
+
+function isBoolean(value: unknown): value is boolean {
+  return typeof value === 'boolean';
+}
+
+function isPlainObject(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function expectObject(body: unknown, what: string): Record<string, unknown> {
+  if (!isPlainObject(body)) throw new WireFormatError(`${what}: expected a JSON object`);
+  return body as Record<string, unknown>;
+}
+
+function field<T>(o: Record<string, unknown>, name: string, check: (v: unknown) => v is T, expected: string, what: string): T {
+  const value = o[name];
+  if (!check(value)) throw new WireFormatError(`${what}: ${name} must be ${expected}`);
+  return value;
+}
+
+function optionalField<T>(o: Record<string, unknown>, name: string, check: (v: unknown) => v is T, expected: string, what: string): T | undefined {
+  return o[name] === undefined ? undefined : field(o, name, check, expected, what);
+}
