@@ -370,7 +370,7 @@ export class RaftCore {
   private acceptTerm(m: Message): boolean {
     if (m.term > this.currentTerm) {
       if (m.type === 'RequestVote') {
-        if (!isVoter(this.config, m.from)) return false; // a removed or unknown server cannot disrupt us
+        if (this.ignoresCandidate(m)) return false; // a removed server cannot disrupt us
         // A server that hears from a live leader ignores a higher-term election (thesis §4.2.3 / §9.6),
         // unless the leader itself is handing over (transfer).
         if (this.inLease() && !m.transfer) return false;
@@ -442,8 +442,39 @@ export class RaftCore {
     this.electionElapsed++;
     if (this.electionElapsed >= this.randomizedElectionTimeout) {
       this.resetElectionTimer();
-      if (isVoter(this.config, this.id)) this.campaign(this.preVote ? 'pre-vote' : 'vote');
+      if (this.promotable()) this.campaign(this.preVote ? 'pre-vote' : 'vote');
     }
+  }
+
+  /**
+   * Whether this server may campaign: it votes in the latest configuration, or that configuration is
+   * not committed yet and it votes in the one before. Without the second case a leader that appended
+   * C_new without itself and crashed before C_new reached anyone leaves the others deadlocked: they
+   * still need its vote for C_old's majority, it holds the newest log so nobody else can win, and it
+   * would never stand (ScyllaDB's Raft hit the same case).
+   */
+  private promotable(): boolean {
+    if (isVoter(this.config, this.id)) return true;
+    return this.configIndex > this.commit && isVoter(this.configurationBefore(this.configIndex), this.id);
+  }
+
+  /** The configuration in force just before the entry at `index`. */
+  private configurationBefore(index: number): Configuration | undefined {
+    for (let i = index - 1; i >= 1; i--) {
+      const entry = this.raftLog.entry(i)!;
+      if (entry.type === 'config') return entry.config;
+    }
+    return this.baseConfiguration;
+  }
+
+  /**
+   * A vote request from outside our configuration is ignored when the candidate's log is behind ours:
+   * that is a removed server, which must not disrupt the cluster. One whose log is at least as up to
+   * date is heard (thesis §4.1: servers vote for candidates outside their configuration), else a
+   * member that has not yet seen the configuration that added the candidate can deadlock an election.
+   */
+  private ignoresCandidate(m: RequestVoteRequest): boolean {
+    return !isVoter(this.config, m.from) && !this.raftLog.isUpToDate(m.lastLogIndex, m.lastLogTerm);
   }
 
   private campaign(kind: 'pre-vote' | 'vote'): void {
@@ -475,7 +506,7 @@ export class RaftCore {
   }
 
   private handleRequestVote(m: RequestVoteRequest): void {
-    if (!isVoter(this.config, m.from)) return; // votes from non-members are ignored
+    if (this.ignoresCandidate(m)) return;
     // One vote per term (§5.2): already ours for this candidate, or not cast and no leader known.
     // A pre-vote for a higher term promises nothing, so it may be granted regardless (thesis §9.6).
     const free = this.votedFor === m.from || (this.votedFor === NO_NODE && this.leader === NO_NODE) || (m.preVote && m.term > this.currentTerm);

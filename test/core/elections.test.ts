@@ -138,11 +138,39 @@ describe('elections', () => {
     expect(responses(c.node(2).ready().messages)).toHaveLength(0);
   });
 
-  it('ignores vote requests from servers outside its configuration', () => {
-    const v = new RaftCore({ id: 1, electionTimeoutTicks: 10, heartbeatTicks: 1, random: () => 0 }, noState);
-    v.step(voteRequest({ from: 9, term: 7 }));
-    expect(v.term).toBe(0);
+  it('ignores vote requests from servers outside its configuration whose log is behind (a removed server)', () => {
+    const entries = [{ index: 1, term: 1, type: 'noop' as const, command: new Uint8Array() }];
+    const v = new RaftCore({ id: 1, electionTimeoutTicks: 10, heartbeatTicks: 1, random: () => 0 }, { ...noState, hardState: { term: 1, vote: 0, commit: 1 }, entries });
+    v.step(voteRequest({ from: 9, term: 7, lastLogIndex: 0, lastLogTerm: 0 }));
+    expect(v.term).toBe(1);
     expect(v.ready().messages).toHaveLength(0);
+  });
+
+  it('hears a candidate outside its configuration whose log is up to date (thesis §4.1)', () => {
+    // The candidate was added by a configuration this server has not received yet.
+    const v = new RaftCore({ id: 1, electionTimeoutTicks: 10, heartbeatTicks: 1, random: () => 0 }, noState);
+    v.step(voteRequest({ from: 9, term: 7, lastLogIndex: 3, lastLogTerm: 2 }));
+    expect(v.term).toBe(7);
+    expect(responses(v.ready().messages)).toMatchObject([{ to: 9, voteGranted: true }]);
+  });
+
+  it('campaigns while its removal is not committed, if it votes in the configuration before', () => {
+    // It appended C_new = [2,3] without itself, then crashed before C_new reached anyone: 2 and 3
+    // still need its vote for C_old's majority, and its log is the newest.
+    const config = (voters: number[], outgoing?: number[]) => ({ voters, ...(outgoing ? { outgoing } : {}) });
+    const entries = [
+      { index: 1, term: 1, type: 'noop' as const, command: new Uint8Array() },
+      { index: 2, term: 1, type: 'config' as const, command: new Uint8Array(), config: config([2, 3], [1, 2]) },
+      { index: 3, term: 1, type: 'config' as const, command: new Uint8Array(), config: config([2, 3]) },
+    ];
+    const v = new RaftCore(
+      { id: 1, electionTimeoutTicks: 10, heartbeatTicks: 1, random: () => 0, preVote: false },
+      { hardState: { term: 1, vote: 1, commit: 2 }, entries, baseConfiguration: { voters: [1, 2] } },
+    );
+    v.tick();
+    for (let i = 0; i < 10; i++) v.tick();
+    expect(v.role).toBe('candidate');
+    expect(v.ready().messages.filter((m) => m.type === 'RequestVote').map((m) => m.to)).toEqual([2, 3]);
   });
 
   it('a follower knows the leader, and a proposal on it names the leader in NotLeaderError', () => {
