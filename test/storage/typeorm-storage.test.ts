@@ -1,0 +1,380 @@
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { DataSource, type Logger } from 'typeorm';
+import { StorageClosedError, StorageCorruptionError } from '../../lib/storage/errors.js';
+import { nodeLockName } from '../../lib/storage/typeorm/node-lock.js';
+import {
+  RAFT_ENTITIES,
+  RAFT_MIGRATIONS,
+  RAFT_MIGRATIONS_TABLE,
+  safeIntegerTransformer,
+  StorageLockedError,
+  toSafeInteger,
+  TypeOrmStorage,
+  UnsafeDurabilityError,
+  type TypeOrmStorageOptions,
+} from '../../lib/storage/typeorm/index.js';
+import { describeStorageContract } from './contract.js';
+import { command, commands, config, DATABASE_URL, noop, realPostgresAvailable, THREE_NODES, uniqueName, withClient } from './fixtures.js';
+
+const available = await realPostgresAvailable();
+
+/** Every schema this file creates, dropped at the end. */
+const schemas: string[] = [];
+function newSchema(): string {
+  const schema = uniqueName('raft_test');
+  schemas.push(schema);
+  return schema;
+}
+afterAll(async () => {
+  if (!available || schemas.length === 0) return;
+  await withClient(DATABASE_URL, (client) => client.query(schemas.map((schema) => `DROP SCHEMA IF EXISTS "${schema}" CASCADE`).join('; ')));
+});
+
+/** The schema of the contract suite and of most tests below (each test uses its own cluster ids). */
+const SCHEMA = newSchema();
+
+describe.skipIf(!available)('TypeOrmStorage on a real PostgreSQL', () => {
+  describeStorageContract('TypeOrmStorage on PostgreSQL', () => ({
+    open: (nodeId, clusterId) => new TypeOrmStorage({ nodeId, clusterId, dataSourceOptions: { url: DATABASE_URL, schema: SCHEMA } }),
+  }));
+
+  const opened: TypeOrmStorage[] = [];
+  function storage(options: Partial<TypeOrmStorageOptions> & { nodeId: number }): TypeOrmStorage {
+    const created = new TypeOrmStorage({ dataSourceOptions: { url: DATABASE_URL, schema: SCHEMA }, ...options });
+    opened.push(created);
+    return created;
+  }
+  afterEach(async () => {
+    for (const s of opened.splice(0)) await s.close();
+  });
+
+  /** Raw SQL on the test schema, from another connection. */
+  const sql = (text: string, values: unknown[] = [], schema = SCHEMA) =>
+    withClient(DATABASE_URL, async (client) => {
+      await client.query(`SET search_path TO "${schema}"`);
+      return (await client.query(text, values)).rows as Array<Record<string, unknown>>;
+    });
+
+  describe('the node lock', () => {
+    it('refuses a second process for the same node, and lets other nodes run', async () => {
+      const clusterId = uniqueName('c');
+      await storage({ nodeId: 9, clusterId }).load(); // creates the schema and tables
+      await withClient(DATABASE_URL, async (other) => {
+        await other.query(`SET application_name = 'the other process'`);
+        await other.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [nodeLockName(SCHEMA, clusterId, 1)]);
+        const refused = storage({ nodeId: 1, clusterId }).load();
+        await expect(refused).rejects.toBeInstanceOf(StorageLockedError);
+        await expect(refused).rejects.toThrow(new RegExp(`node 1 of cluster '${clusterId}' is already running elsewhere.*application 'the other process'`));
+        // Node 2 of the same cluster, and node 1 of another cluster, are not blocked.
+        await storage({ nodeId: 2, clusterId }).load();
+        await storage({ nodeId: 1, clusterId: uniqueName('c') }).load();
+      });
+      // The other process ended, and its lock with it.
+      await expect(storage({ nodeId: 1, clusterId }).load()).resolves.toMatchObject({ entries: [] });
+    });
+
+    it('refuses a second storage for an open node, in this process or through another connection string', async () => {
+      const clusterId = uniqueName('c');
+      const first = storage({ nodeId: 1, clusterId });
+      await first.load();
+      await expect(storage({ nodeId: 1, clusterId }).load()).rejects.toThrow(/another storage in this process/);
+      // Spelled differently, the process-wide check cannot match it: the advisory lock does.
+      const url = new URL(DATABASE_URL);
+      const spelledDifferently = storage({
+        nodeId: 1,
+        clusterId,
+        dataSourceOptions: { host: url.hostname, port: Number(url.port || 5432), username: decodeURIComponent(url.username), password: decodeURIComponent(url.password), database: url.pathname.slice(1), schema: SCHEMA },
+      });
+      await expect(spelledDifferently.load()).rejects.toThrow(/already running elsewhere.*application 'nestjs-raft node 1'/);
+      await first.close();
+      await expect(spelledDifferently.load()).resolves.toMatchObject({ entries: [] });
+    });
+
+    it('holds the lock on its one connection until close', async () => {
+      const clusterId = uniqueName('c');
+      const s = storage({ nodeId: 4, clusterId });
+      await s.load();
+      const held = () =>
+        withClient(DATABASE_URL, async (client) => (await client.query('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [nodeLockName(SCHEMA, clusterId, 4)])).rows[0].ok === false);
+      expect(await held()).toBe(true);
+      await s.close();
+      await s.close(); // idempotent
+      expect(await held()).toBe(false);
+      await expect(s.save({ entries: [] })).rejects.toBeInstanceOf(StorageClosedError);
+    });
+
+    it('fails the next save once its connection, and so its lock, is lost; a new load() takes it again', async () => {
+      const clusterId = uniqueName('c');
+      const s = storage({ nodeId: 6, clusterId });
+      await s.load();
+      await s.save({ hardState: { term: 1, vote: 6, commit: 0 }, entries: [noop(1, 1)] });
+      await withClient(DATABASE_URL, (client) =>
+        client.query(
+          `SELECT pg_terminate_backend(l.pid) FROM pg_locks l, (SELECT hashtextextended($1, 0) AS key) k
+            WHERE l.locktype = 'advisory' AND l.classid = ((k.key >> 32) & 4294967295)::oid AND l.objid = (k.key & 4294967295)::oid`,
+          [nodeLockName(SCHEMA, clusterId, 6)],
+        ),
+      );
+      await expect(s.save({ entries: [command(2, 1)] })).rejects.toThrow();
+      await expect(s.save({ entries: [command(2, 1)] })).rejects.toBeInstanceOf(StorageClosedError);
+      await s.close();
+      expect((await s.load()).entries).toEqual([noop(1, 1)]);
+      await s.save({ entries: [command(2, 1)] });
+      expect((await s.entries(1, 2)).map((e) => e.index)).toEqual([1, 2]);
+    });
+  });
+
+  describe('durability settings', () => {
+    it('refuses synchronous_commit = off or local unless unsafeAllowAsyncCommit', async () => {
+      for (const value of ['off', 'local']) {
+        const options = { url: DATABASE_URL, schema: SCHEMA, extra: { options: `-c synchronous_commit=${value}` } };
+        const refused = storage({ nodeId: 1, clusterId: uniqueName('c'), dataSourceOptions: options }).load();
+        await expect(refused).rejects.toBeInstanceOf(UnsafeDurabilityError);
+        await expect(refused).rejects.toThrow(`synchronous_commit is '${value}'`);
+        await expect(storage({ nodeId: 1, clusterId: uniqueName('c'), dataSourceOptions: options, unsafeAllowAsyncCommit: true }).load()).resolves.toBeDefined();
+      }
+    });
+
+    it('releases the lock when it refuses to start', async () => {
+      const clusterId = uniqueName('c');
+      const options = { url: DATABASE_URL, schema: SCHEMA, extra: { options: '-c synchronous_commit=off' } };
+      await expect(storage({ nodeId: 1, clusterId, dataSourceOptions: options }).load()).rejects.toBeInstanceOf(UnsafeDurabilityError);
+      await expect(storage({ nodeId: 1, clusterId }).load()).resolves.toBeDefined();
+    });
+  });
+
+  describe('torn or inconsistent stores fail load, naming the node, the index and the problem', () => {
+    const cases: Array<[string, (clusterId: string) => Promise<unknown>, RegExp]> = [
+      ['a missing middle entry', (c) => sql(`DELETE FROM raft_log_entries WHERE cluster_id = $1 AND "index" = 3`, [c]), /log entry at index 4 follows index 2: entries 3\.\.3 are missing/],
+      ['a missing first entry', (c) => sql(`DELETE FROM raft_log_entries WHERE cluster_id = $1 AND "index" = 1`, [c]), /the log starts at index 2 instead of 1/],
+      ['a term lower than its predecessor', (c) => sql(`UPDATE raft_log_entries SET term = 1 WHERE cluster_id = $1 AND "index" = 4`, [c]), /log entry at index 4 has term 1, lower than term 2 of index 3/],
+      ['a last term above the current term', (c) => sql(`UPDATE raft_hard_state SET term = 1 WHERE cluster_id = $1`, [c]), /the last log entry, at index 5, has term 2, higher than the stored current term 1/],
+      ['a commit index past the log', (c) => sql(`UPDATE raft_hard_state SET commit_index = 6 WHERE cluster_id = $1`, [c]), /the stored commit index 6 is beyond the last log entry \(index 5\)/],
+      ['a term beyond 2^53', (c) => sql(`UPDATE raft_log_entries SET term = 9007199254740993 WHERE cluster_id = $1 AND "index" = 5`, [c]), /log entry at index 5 is invalid: its term: '9007199254740993' is beyond Number\.MAX_SAFE_INTEGER/],
+      ['a hard state beyond 2^53', (c) => sql(`UPDATE raft_hard_state SET term = 9007199254740993 WHERE cluster_id = $1`, [c]), /the hard state's term: '9007199254740993' is beyond Number\.MAX_SAFE_INTEGER/],
+      ['an invalid configuration', (c) => sql(`UPDATE raft_log_entries SET config = '{"voters":[2,1]}' WHERE cluster_id = $1 AND "index" = 2`, [c]), /log entry at index 2 is invalid: the configuration's voters \[2,1\] are not sorted/],
+      ['an unknown configuration field', (c) => sql(`UPDATE raft_base_configuration SET configuration = '{"voters":[1],"learners":[4]}' WHERE cluster_id = $1`, [c]), /the base configuration is invalid: the configuration has unknown field\(s\) learners/],
+      ['bytes in a noop', (c) => sql(`UPDATE raft_log_entries SET command = '\\x01' WHERE cluster_id = $1 AND "index" = 1`, [c]), /log entry at index 1 is invalid: it is a noop entry carrying 1 command bytes/],
+    ];
+    for (const [what, tear, message] of cases) {
+      it(what, async () => {
+        const clusterId = uniqueName('c');
+        const s = storage({ nodeId: 1, clusterId });
+        await s.load();
+        await s.save({ baseConfiguration: THREE_NODES, hardState: { term: 2, vote: 1, commit: 5 }, entries: [noop(1, 1), config(2, 1, THREE_NODES), command(3, 2), command(4, 2), command(5, 2)] });
+        await s.close();
+        await tear(clusterId);
+        const load = storage({ nodeId: 1, clusterId }).load();
+        await expect(load).rejects.toBeInstanceOf(StorageCorruptionError);
+        await expect(load).rejects.toThrow(new RegExp(`^node 1 of cluster '${clusterId}' \\(schema "${SCHEMA}"\\): ${message.source}`));
+        // A node that cannot start does not keep its lock.
+        const lockFree = await withClient(DATABASE_URL, async (client) => {
+          const name = nodeLockName(SCHEMA, clusterId, 1);
+          const { rows } = await client.query('SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS ok', [name]);
+          return rows[0].ok as boolean;
+        });
+        expect(lockFree).toBe(true);
+      });
+    }
+
+    it('rows the constraints would refuse, in a schema without them', async () => {
+      const schema = newSchema();
+      const clusterId = uniqueName('c');
+      const options = { dataSourceOptions: { url: DATABASE_URL, schema } };
+      const s = storage({ nodeId: 1, clusterId, ...options });
+      await s.load();
+      await s.save({ hardState: { term: 2, vote: 1, commit: 0 }, entries: [noop(1, 1), config(2, 1, THREE_NODES), command(3, 2)] });
+      await s.close();
+      await sql('ALTER TABLE raft_log_entries DROP CONSTRAINT raft_log_entries_config_check, DROP CONSTRAINT raft_log_entries_type_check', [], schema);
+      for (const [tear, message] of [
+        [`UPDATE raft_log_entries SET config = NULL WHERE "index" = 2`, /log entry at index 2 is invalid: it is a config entry without a configuration/],
+        [`UPDATE raft_log_entries SET type = 'snapshot' WHERE "index" = 2`, /log entry at index 2 is invalid: it has the unknown type "snapshot"/],
+        [`UPDATE raft_log_entries SET config = '{"voters":[1]}' WHERE "index" = 3`, /log entry at index 3 is invalid: it is a command entry carrying a configuration/],
+      ] as const) {
+        await sql(`UPDATE raft_log_entries SET type = 'config', config = '{"voters":[1,2,3]}' WHERE "index" = 2`, [], schema);
+        await sql(`UPDATE raft_log_entries SET config = NULL WHERE "index" = 3`, [], schema);
+        await sql(tear, [], schema);
+        await expect(storage({ nodeId: 1, clusterId, ...options }).load()).rejects.toThrow(message);
+      }
+    });
+  });
+
+  describe('atomic batches', () => {
+    it('leaves no trace of a batch whose INSERT fails, and refuses to go on', async () => {
+      const schema = newSchema();
+      const clusterId = uniqueName('c');
+      const options = { dataSourceOptions: { url: DATABASE_URL, schema } };
+      const s = storage({ nodeId: 1, clusterId, ...options });
+      await s.load();
+      const before = { hardState: { term: 2, vote: 1, commit: 2 }, baseConfiguration: THREE_NODES, entries: [noop(1, 1), command(2, 1), command(3, 2), command(4, 2)] };
+      await s.save(before);
+      // A failpoint: the database rejects any entry of term 666, after the batch's other statements ran.
+      await sql(
+        `CREATE FUNCTION failpoint() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'failpoint: term 666'; END $$;
+         CREATE TRIGGER failpoint BEFORE INSERT ON raft_log_entries FOR EACH ROW WHEN (NEW.term = 666) EXECUTE FUNCTION failpoint()`,
+        [],
+        schema,
+      );
+      const failing = s.save({
+        hardState: { term: 666, vote: 3, commit: 2 },
+        baseConfiguration: { voters: [7] },
+        truncateFrom: 3,
+        entries: [command(3, 666), command(4, 666)],
+      });
+      const queuedBehind = s.save({ hardState: { term: 667, vote: 0, commit: 4 }, entries: [] });
+      await expect(failing).rejects.toThrow(/failpoint: term 666/);
+      await expect(queuedBehind).rejects.toBeInstanceOf(StorageClosedError);
+      await expect(s.entries(1, 4)).rejects.toThrow(/unusable after a failed save/);
+      await s.close();
+      expect(await storage({ nodeId: 1, clusterId, ...options }).load()).toEqual(before);
+    });
+
+    it('writes all entries of a batch with one INSERT inside one transaction, and splits only past 65,535 parameters', async () => {
+      const queries: string[] = [];
+      const logger: Logger = {
+        logQuery: (query) => void queries.push(query.replace(/\s+/g, ' ').trim()),
+        logQueryError: () => undefined,
+        logQuerySlow: () => undefined,
+        logSchemaBuild: () => undefined,
+        logMigration: () => undefined,
+        log: () => undefined,
+      };
+      const clusterId = uniqueName('c');
+      const s = storage({ nodeId: 1, clusterId, dataSourceOptions: { url: DATABASE_URL, schema: SCHEMA, logging: true, logger } });
+      await s.load();
+      await s.save({ hardState: { term: 1, vote: 1, commit: 0 }, entries: commands(1, 70, 1) });
+
+      queries.length = 0;
+      await s.save({ hardState: { term: 2, vote: 1, commit: 10 }, truncateFrom: 7, entries: commands(7, 64, 2) });
+      expect(queries.map((q) => q.slice(0, 32))).toEqual([
+        'START TRANSACTION',
+        `INSERT INTO "${SCHEMA}"."raft_hard_s`.slice(0, 32),
+        `DELETE FROM "${SCHEMA}"."raft_log_en`.slice(0, 32),
+        `INSERT INTO "${SCHEMA}"."raft_log_en`.slice(0, 32),
+        'COMMIT',
+      ]);
+      expect(queries[3]!.match(/\), \(/g)).toHaveLength(63); // 64 rows in one VALUES list
+
+      queries.length = 0;
+      await s.save({ entries: commands(71, 64, 2) });
+      expect(queries).toHaveLength(1); // a lone statement is its own transaction
+
+      queries.length = 0;
+      await s.save({ entries: commands(135, 20_000, 2) });
+      const inserts = queries.filter((q) => q.startsWith('INSERT'));
+      expect(queries[0]).toBe('START TRANSACTION');
+      expect(queries.at(-1)).toBe('COMMIT');
+      expect(inserts).toHaveLength(2); // 13,106 + 6,894 rows: 5 parameters a row, 2 shared
+      const state = await s.load();
+      expect(state.entries).toHaveLength(20_134);
+      expect(state.entries.every((e, i) => e.index === i + 1)).toBe(true);
+    });
+  });
+
+  describe('bigint columns', () => {
+    it('come back as numbers, and a value beyond 2^53 is an error both ways', async () => {
+      const clusterId = uniqueName('c');
+      const s = storage({ nodeId: 1, clusterId });
+      await s.load();
+      const big = Number.MAX_SAFE_INTEGER;
+      await s.save({ hardState: { term: big, vote: big, commit: 1 }, entries: [command(1, big)] });
+      const [entry] = await s.entries(1, 1);
+      expect(entry).toEqual(command(1, big));
+      expect((await s.load()).hardState).toEqual({ term: big, vote: big, commit: 1 });
+      await expect(s.save({ hardState: { term: 2 ** 53, vote: 0, commit: 1 }, entries: [] })).rejects.toThrow(/term 9007199254740992 is not a non-negative safe integer/);
+    });
+
+    it('are parsed by one strict transformer', () => {
+      expect(toSafeInteger('42')).toBe(42);
+      expect(toSafeInteger('-7')).toBe(-7);
+      expect(toSafeInteger(12)).toBe(12);
+      expect(toSafeInteger(12n)).toBe(12);
+      expect(toSafeInteger('9007199254740991')).toBe(Number.MAX_SAFE_INTEGER);
+      expect(() => toSafeInteger('9007199254740992')).toThrow(RangeError);
+      expect(() => toSafeInteger(2n ** 60n)).toThrow(RangeError);
+      expect(() => toSafeInteger('1.5')).toThrow(RangeError);
+      expect(() => toSafeInteger(1.5)).toThrow(/1\.5 is not an integer/);
+      expect(() => toSafeInteger(Number.NaN)).toThrow(/NaN is not an integer/);
+      expect(() => toSafeInteger('')).toThrow(RangeError);
+      expect(() => toSafeInteger(null)).toThrow(RangeError);
+      expect(safeIntegerTransformer.from('5')).toBe(5);
+      expect(safeIntegerTransformer.from(null)).toBeNull();
+      expect(() => safeIntegerTransformer.to(2 ** 53)).toThrow(RangeError);
+    });
+  });
+
+  describe('schema and DataSource', () => {
+    it('runs the shipped migrations once into its own table, and they match the entities', async () => {
+      const schema = newSchema();
+      const clusterId = uniqueName('c');
+      // Several nodes starting together on a fresh database: the migration runs once.
+      await Promise.all([1, 2, 3].map((nodeId) => storage({ nodeId, clusterId, dataSourceOptions: { url: DATABASE_URL, schema } }).load()));
+      expect(await sql(`SELECT name FROM ${RAFT_MIGRATIONS_TABLE}`, [], schema)).toEqual([{ name: 'RaftInitialSchema1764400000000' }]);
+      const dataSource = new DataSource({
+        type: 'postgres',
+        url: DATABASE_URL,
+        schema,
+        entities: [...RAFT_ENTITIES],
+        migrations: [...RAFT_MIGRATIONS],
+        migrationsTableName: RAFT_MIGRATIONS_TABLE,
+      });
+      await dataSource.initialize();
+      try {
+        expect(await dataSource.showMigrations()).toBe(false); // nothing pending in TypeORM's eyes either
+        const drift = await dataSource.driver.createSchemaBuilder().log();
+        expect(drift.upQueries.map((q) => q.query)).toEqual([]);
+        // And the entities read the rows, bigint columns as numbers.
+        const s = storage({ nodeId: 5, clusterId, dataSourceOptions: { url: DATABASE_URL, schema } });
+        await s.load();
+        await s.save({ hardState: { term: 3, vote: 5, commit: 0 }, entries: [command(1, 3)] });
+        const rows = await dataSource.getRepository(RAFT_ENTITIES[0]).find({ where: { clusterId, nodeId: 5 } });
+        expect(rows).toMatchObject([{ clusterId, nodeId: 5, index: 1, term: 3, type: 'command', config: null }]);
+      } finally {
+        await dataSource.destroy();
+      }
+    });
+
+    it("uses an application's DataSource without destroying it, and does not leave its lock on the pool", async () => {
+      const dataSource = new DataSource({ type: 'postgres', url: DATABASE_URL, schema: SCHEMA, poolSize: 2 });
+      await dataSource.initialize();
+      try {
+        const clusterId = uniqueName('c');
+        const s = storage({ nodeId: 1, clusterId, dataSource, dataSourceOptions: undefined });
+        await s.load();
+        await s.save({ hardState: { term: 1, vote: 1, commit: 0 }, entries: [noop(1, 1)] });
+        await s.close();
+        expect(dataSource.isInitialized).toBe(true);
+        const locks = await dataSource.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND pid = ANY (SELECT pid FROM pg_stat_activity WHERE datname = current_database())
+                                              AND objid = (hashtextextended($1, 0) & 4294967295)::oid`, [nodeLockName(SCHEMA, clusterId, 1)]);
+        expect(locks).toEqual([{ n: 0 }]);
+        const again = storage({ nodeId: 1, clusterId, dataSource, dataSourceOptions: undefined });
+        expect((await again.load()).entries).toEqual([noop(1, 1)]);
+        await again.close();
+      } finally {
+        await dataSource.destroy();
+      }
+    });
+
+    it('validates its options', () => {
+      expect(() => new TypeOrmStorage({ nodeId: 0, dataSourceOptions: {} })).toThrow(/nodeId/);
+      expect(() => new TypeOrmStorage({ nodeId: 1.5, dataSourceOptions: {} })).toThrow(/nodeId/);
+      expect(() => new TypeOrmStorage({ nodeId: 1 })).toThrow(/exactly one of dataSource/);
+      expect(() => new TypeOrmStorage({ nodeId: 1, clusterId: '', dataSourceOptions: {} })).toThrow(/clusterId/);
+    });
+
+    it('runs two nodes at once in one schema, each seeing only its rows', async () => {
+      const clusterId = uniqueName('c');
+      const a = storage({ nodeId: 1, clusterId });
+      const b = storage({ nodeId: 2, clusterId });
+      await Promise.all([a.load(), b.load()]);
+      await Promise.all([
+        a.save({ hardState: { term: 1, vote: 1, commit: 0 }, entries: commands(1, 5, 1) }),
+        b.save({ hardState: { term: 1, vote: 1, commit: 0 }, entries: commands(1, 2, 1) }),
+        a.save({ truncateFrom: 3, entries: [] }),
+        b.save({ entries: commands(3, 4, 1) }),
+      ]);
+      expect((await a.load()).entries).toEqual(commands(1, 2, 1));
+      expect((await b.load()).entries).toEqual(commands(1, 6, 1));
+    });
+  });
+});
