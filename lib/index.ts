@@ -1,26 +1,99 @@
 /**
  * nestjs-raft: Raft consensus for Node.js and NestJS.
  *
- * The protocol engine ({@link RaftCore}) is a deterministic state machine; storage and transport are
- * small contracts with in-memory implementations for tests and in-process clusters.
+ * - `RaftModule` / `RaftService`: Raft in a Nest application (RPC endpoints, command(), observables).
+ * - `RaftNode`: the same without Nest.
+ * - `RaftCore`: the protocol engine, a deterministic state machine.
+ * - Storage (`TypeOrmStorage` on PostgreSQL, `EmbeddedPostgres`, `MemoryStorage`) and transport
+ *   (`HttpTransport`, `MemoryNetwork`) contracts with their implementations.
  */
+
+// The protocol engine
 export { RaftCore, CORE_DEFAULTS } from './core/raft.js';
 export { RaftLog } from './core/log.js';
 export * from './core/types.js';
+export { isJoint, isVoter, votersOf, normalizeIds, formatConfiguration, validateVoterIds } from './core/configuration.js';
+export { majorityIndex, jointMajorityIndex, majorityVote, jointVote, type VoteOutcome } from './core/quorum.js';
+
+// Errors (every one a subclass of RaftError)
 export {
   RaftError,
   NotLeaderError,
   ConfigurationChangeError,
   RaftInvariantError,
+  CommandTimeoutError,
+  LeadershipLostError,
+  NodeStoppedError,
+  CommandAbortedError,
+  RaftOptionsError,
+  CommandForwardingError,
+  ConfigurationChangeFailedError,
+  StorageFailureError,
   type ConfigurationChangeRefusal,
 } from './core/errors.js';
-export { isJoint, isVoter, votersOf, normalizeIds, formatConfiguration, validateVoterIds } from './core/configuration.js';
-export { majorityIndex, jointMajorityIndex, majorityVote, jointVote, type VoteOutcome } from './core/quorum.js';
 
+// The node (driver)
+export {
+  RaftNode,
+  type CommittedEntry,
+  type RaftState,
+  type RaftStatus,
+  type CommandOptions,
+  type RaftMemberSpec,
+} from './node/raft-node.js';
+export { RAFT_DEFAULTS, type RaftNodeOptions, type RaftTimingOptions, type RaftLogger } from './node/options.js';
+export { toStateMachine, type RaftStateMachine, type RaftApplyFunction, type RaftStateMachineLike } from './node/state-machine.js';
+
+// Storage
 export type { RaftStorage, StorageBatch } from './storage/storage.js';
 export { EMPTY_HARD_STATE } from './storage/storage.js';
 export { StorageCorruptionError, StorageClosedError } from './storage/errors.js';
 export { MemoryStorage } from './storage/memory-storage.js';
+export {
+  TypeOrmStorage,
+  type TypeOrmStorageOptions,
+  type TypeOrmStorageConnectionOptions,
+  StorageLockedError,
+  UnsafeDurabilityError,
+  RAFT_ENTITIES,
+  RAFT_MIGRATIONS,
+  RAFT_MIGRATIONS_TABLE,
+  RaftLogEntryEntity,
+  RaftHardStateEntity,
+  RaftBaseConfigurationEntity,
+} from './storage/typeorm/index.js';
+export { EmbeddedPostgres, type EmbeddedPostgresOptions, type EmbeddedPostgresConnectionOptions } from './storage/embedded/index.js';
 
-export type { RaftPeer, RaftTransport, RaftRpcHandler, RpcOptions } from './transport/transport.js';
+// Transport
+export type { RaftPeer, RaftTransport, RaftRpcHandler, RpcOptions, RaftMember } from './transport/transport.js';
 export { MemoryNetwork, PeerUnreachableError } from './transport/memory-transport.js';
+export {
+  HttpTransport,
+  HttpPeer,
+  HTTP_TRANSPORT_DEFAULTS,
+  PeerUnavailableError,
+  RpcTimeoutError,
+  TransportClosedError,
+  type HttpTransportOptions,
+  type DiscoverIdOptions,
+} from './transport/http-transport.js';
+export {
+  WireFormatError,
+  RaftHttpError,
+  encodeAnswer,
+  decodeAnswer,
+  errorToWire,
+  errorFromWire,
+  DEFAULT_PATH_PREFIX,
+  RAFT_JSON_CONTENT_TYPE,
+} from './transport/wire.js';
+
+// NestJS
+export { RaftModule } from './nest/raft.module.js';
+export { RaftService } from './nest/raft.service.js';
+export { RaftExceptionFilter } from './nest/raft-exception.filter.js';
+export type { RaftModuleOptions, RaftModuleExtras, RaftStorageOption, RaftPostgresOptions } from './nest/raft-module-options.js';
+export { RAFT_MODULE_OPTIONS, RAFT_NODE, RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, DEFAULT_RPC_LIMITS, type RaftRpcLimits } from './nest/raft.constants.js';
+export { createRaftRpcController } from './nest/raft-rpc.controller.js';
+export { InvalidRpcBodyError, parseAppendEntries, parseRequestVote, parseSetConfiguration } from './nest/dto/parse-rpc-body.js';
+export { RequestBodyError } from './nest/raft-body.js';

@@ -119,6 +119,8 @@ export class RaftNode {
   private applied = 0;
 
   private readonly peers = new Map<string, RaftPeer>();
+  /** Addresses learned from membership requests, for servers not yet in any configuration entry (catching up). */
+  private readonly learnedUrls = new Map<NodeId, string>();
   private pendingReplies: PendingReply[] = [];
   private readonly commandWaiters = new Map<number, CommandWaiter>();
   private readonly changeWaiters = new Map<number, Waiter<void>>();
@@ -393,6 +395,7 @@ export class RaftNode {
     for (const m of members) {
       const url = m.url ?? this.urlOf(m.id);
       if (url) addresses[m.id] = url;
+      if (m.url) this.learnedUrls.set(m.id, m.url); // a new server is contacted before any entry names it
     }
     const id = core.proposeConfiguration(ids, addresses);
     const done = new Promise<void>((resolve, reject) => this.changeWaiters.set(id, { resolve, reject }));
@@ -660,7 +663,7 @@ export class RaftNode {
 
   private urlOf(id: NodeId): string | undefined {
     if (id === this.id && this.ownUrl) return this.ownUrl;
-    return this.core?.configuration?.addresses?.[id] ?? this.initialMembers.get(id);
+    return this.core?.configuration?.addresses?.[id] ?? this.learnedUrls.get(id) ?? this.initialMembers.get(id);
   }
 
   private peerFor(id: NodeId): RaftPeer | undefined {
@@ -669,7 +672,13 @@ export class RaftNode {
     const key = `${id} ${url ?? ''}`;
     let peer = this.peers.get(key);
     if (!peer) {
-      peer = this.transport.peer(id, url);
+      try {
+        peer = this.transport.peer(id, url);
+      } catch (error) {
+        // e.g. a network transport with no address for this server: it cannot be reached for now
+        this.logger?.debug?.(`node ${this.id}: cannot reach node ${id}: ${(error as Error).message}`);
+        return undefined;
+      }
       this.peers.set(key, peer);
     }
     return peer;

@@ -1,0 +1,71 @@
+import { ConfigurableModuleBuilder, Module, type Provider } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
+import type { RaftNode } from '../node/raft-node.js';
+import { resolveTiming } from '../node/options.js';
+import type { RaftModuleExtras, RaftModuleOptions } from './raft-module-options.js';
+import { createRaftNodeFromOptions } from './raft-node.factory.js';
+import { DEFAULT_RPC_LIMITS, RAFT_MODULE_OPTIONS, RAFT_NODE, RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, type RaftRpcLimits } from './raft.constants.js';
+import { createRaftRpcController } from './raft-rpc.controller.js';
+import { RaftService } from './raft.service.js';
+
+const DEFAULT_PATH = '/raft';
+
+/** Token under which the module's own path prefix is provided (it is a static extra, not an option). */
+const RAFT_PATH_PREFIX = Symbol('RAFT_PATH_PREFIX');
+
+const { ConfigurableModuleClass } = new ConfigurableModuleBuilder<RaftModuleOptions>({ optionsInjectionToken: RAFT_MODULE_OPTIONS })
+  .setClassMethodName('forRoot')
+  .setExtras<RaftModuleExtras>({ isGlobal: false, path: DEFAULT_PATH }, (definition, extras) => {
+    const path = extras.path ?? DEFAULT_PATH;
+    return {
+      ...definition,
+      global: extras.isGlobal ?? false,
+      controllers: [...(definition.controllers ?? []), createRaftRpcController(path)],
+      providers: [...(definition.providers ?? []), { provide: RAFT_PATH_PREFIX, useValue: path }],
+    };
+  })
+  .build();
+
+const providers: Provider[] = [
+  {
+    provide: RAFT_NODE,
+    useFactory: (options: RaftModuleOptions, moduleRef: ModuleRef, path: string) => createRaftNodeFromOptions(options, moduleRef, path),
+    inject: [RAFT_MODULE_OPTIONS, ModuleRef, RAFT_PATH_PREFIX],
+  },
+  {
+    provide: RAFT_RPC_HANDLER,
+    useFactory: (node: RaftNode) => node.rpcHandler,
+    inject: [RAFT_NODE],
+  },
+  {
+    provide: RAFT_RPC_LIMITS,
+    useFactory: (options: RaftModuleOptions): RaftRpcLimits => {
+      const timing = resolveTiming(options);
+      return {
+        maxEntriesPerAppend: Math.max(timing.maxEntriesPerAppend, DEFAULT_RPC_LIMITS.maxEntriesPerAppend),
+        maxCommandBytes: timing.maxCommandBytes,
+        bodyLimitBytes: options.bodyLimitBytes ?? DEFAULT_RPC_LIMITS.bodyLimitBytes,
+      };
+    },
+    inject: [RAFT_MODULE_OPTIONS],
+  },
+  RaftService,
+];
+
+/**
+ * Raft in a Nest application:
+ *
+ * ```ts
+ * @Module({
+ *   imports: [RaftModule.forRoot({ nodeId: 1, url: 'http://10.0.0.1:3000', peers, stateMachine: MyMachine })],
+ * })
+ * export class AppModule {}
+ * ```
+ *
+ * It registers the RPC endpoints (`GET {path}/id`, `POST {path}/appendentries`, `/requestvote`,
+ * `/command`, `/setconfiguration`; `path` defaults to `/raft`) and provides {@link RaftService}.
+ * `forRootAsync({ imports, inject, useFactory | useClass | useExisting, isGlobal, path })` takes the
+ * options from other providers (e.g. ConfigService).
+ */
+@Module({ providers, exports: [RaftService, RAFT_NODE] })
+export class RaftModule extends ConfigurableModuleClass {}

@@ -1,0 +1,93 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import type { Observable } from 'rxjs';
+import type { NodeId } from '../core/types.js';
+import type { CommandOptions, CommittedEntry, RaftMemberSpec, RaftNode, RaftState, RaftStatus } from '../node/raft-node.js';
+import { RAFT_NODE } from './raft.constants.js';
+
+/**
+ * The application's handle on its Raft node: inject it anywhere in the module's scope.
+ *
+ * The node starts when the application bootstraps and stops on shutdown (`app.close()`), rejecting
+ * what is still waiting with `NodeStoppedError`.
+ */
+@Injectable()
+export class RaftService implements OnApplicationBootstrap, OnApplicationShutdown {
+  constructor(@Inject(RAFT_NODE) readonly node: RaftNode) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.node.start();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.node.stop();
+  }
+
+  /**
+   * Replicates `command` and resolves with the state machine's answer once it is committed and applied.
+   * On a follower the command is forwarded to the leader.
+   * @throws NotLeaderError (with the leader's id and url when known), CommandTimeoutError,
+   *   LeadershipLostError, CommandForwardingError, NodeStoppedError
+   */
+  command<TAnswer = unknown>(command: Uint8Array | string, options?: CommandOptions): Promise<TAnswer> {
+    return this.node.command(command, options) as Promise<TAnswer>;
+  }
+
+  /** Committed entries as they are applied, in index order, gapless (live). */
+  get commits$(): Observable<CommittedEntry> {
+    return this.node.commits$;
+  }
+
+  /** Committed entries from `index` on: stored ones first, then live — to resume after a restart. */
+  commitsFrom(index: number): Observable<CommittedEntry> {
+    return this.node.commitsFrom(index);
+  }
+
+  /** Role, term and leader; emits the current value on subscription. */
+  get state$(): Observable<RaftState> {
+    return this.node.state$;
+  }
+
+  /** The leader's id (0 while none is known); emits the current value, then each change. */
+  get leader$(): Observable<NodeId> {
+    return this.node.leader$;
+  }
+
+  isLeader(): boolean {
+    return this.node.isLeader();
+  }
+
+  get nodeId(): NodeId {
+    return this.node.id;
+  }
+
+  get leaderId(): NodeId {
+    return this.node.leaderId;
+  }
+
+  get term(): number {
+    return this.node.term;
+  }
+
+  get commitIndex(): number {
+    return this.node.commitIndex;
+  }
+
+  status(): RaftStatus {
+    return this.node.status();
+  }
+
+  /** Changes the members to exactly `members` through joint consensus; resolves when C_new is committed. */
+  setConfiguration(members: readonly RaftMemberSpec[], options?: CommandOptions): Promise<void> {
+    return this.node.setConfiguration(members, options);
+  }
+
+  /** Adds one member; a member without an id is asked for it at its url (`GET /raft/id`). */
+  addMember(member: RaftMemberSpec, options?: CommandOptions): Promise<void> {
+    return this.node.addMember(member, options);
+  }
+
+  /** Removes one member; a removed leader steps down once the change is committed. */
+  removeMember(id: NodeId, options?: CommandOptions): Promise<void> {
+    return this.node.removeMember(id, options);
+  }
+}

@@ -1,0 +1,40 @@
+import { Body, Controller, Delete, Get, HttpCode, Inject, Param, ParseIntPipe, Post, ValidationPipe } from '@nestjs/common';
+import { IsInt, IsOptional, IsPositive, IsUrl } from 'class-validator';
+import { RaftService } from '../../lib/index.js';
+
+class MemberDto {
+  /** Optional: when left out, the leader asks the new node for it (`GET /raft/id`). */
+  @IsOptional()
+  @IsInt()
+  @IsPositive()
+  id?: number;
+
+  @IsUrl({ require_tld: false, require_protocol: true, protocols: ['http', 'https'] })
+  url!: string;
+}
+
+/** Cluster status and membership changes of the sample. */
+@Controller('cluster')
+export class ClusterController {
+  constructor(@Inject(RaftService) private readonly raft: RaftService) {}
+
+  @Get()
+  status() {
+    const s = this.raft.status();
+    return { nodeId: s.nodeId, pid: process.pid, role: s.role, term: s.term, leaderId: s.leaderId, commitIndex: s.commitIndex, members: s.members };
+  }
+
+  /** Adds a member through joint consensus; answers when C_new is committed. */
+  @Post('members')
+  @HttpCode(200)
+  async add(@Body(new ValidationPipe({ expectedType: MemberDto, whitelist: true, forbidNonWhitelisted: true })) member: MemberDto) {
+    await this.raft.addMember(member.id !== undefined ? { id: member.id, url: member.url } : { url: member.url });
+    return { ok: true, members: this.raft.status().members };
+  }
+
+  @Delete('members/:id')
+  async remove(@Param('id', ParseIntPipe) id: number) {
+    await this.raft.removeMember(id);
+    return { ok: true, members: this.raft.status().members };
+  }
+}
