@@ -12,7 +12,7 @@ import {
   Put,
   ValidationPipe,
 } from '@nestjs/common';
-import { IsDefined } from 'class-validator';
+import { Allow, IsDefined } from 'class-validator';
 import { RaftService } from '../../lib/index.js';
 import type { KvAnswer, KvCommand } from './kv.state-machine.js';
 
@@ -26,6 +26,7 @@ class PutDto {
 
 class CasDto {
   /** The value expected now; null (or absent) means "the key does not exist". */
+  @Allow()
   expected?: unknown;
   @IsDefined({ message: 'value is required' })
   value!: unknown;
@@ -61,7 +62,7 @@ export class KvController {
   }
 
   @Put(':key')
-  async put(@Param('key') key: string, @Body(new ValidationPipe({ expectedType: PutDto })) body: PutDto): Promise<{ ok: boolean }> {
+  async put(@Param('key') key: string, @Body(new ValidationPipe({ expectedType: PutDto, whitelist: true, forbidNonWhitelisted: true })) body: PutDto): Promise<{ ok: boolean }> {
     return (await this.run({ op: 'put', key: checkKey(key), value: checkValue(body.value) })) as { ok: boolean };
   }
 
@@ -72,7 +73,7 @@ export class KvController {
 
   @Post(':key/cas')
   @HttpCode(200)
-  async cas(@Param('key') key: string, @Body(new ValidationPipe({ expectedType: CasDto })) body: CasDto): Promise<{ ok: boolean }> {
+  async cas(@Param('key') key: string, @Body(new ValidationPipe({ expectedType: CasDto, whitelist: true, forbidNonWhitelisted: true })) body: CasDto): Promise<{ ok: boolean }> {
     return (await this.run({ op: 'cas', key: checkKey(key), expected: body.expected ?? null, value: checkValue(body.value) })) as { ok: boolean };
   }
 }
