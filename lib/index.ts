@@ -92,7 +92,7 @@ export {
 export { RaftModule } from './nest/raft.module.js';
 export { RaftService } from './nest/raft.service.js';
 export { RaftExceptionFilter } from './nest/raft-exception.filter.js';
-export type { RaftModuleOptions, RaftModuleExtras, RaftStorageOption, RaftPostgresOptions } from './nest/raft-module-options.js';
+export type { RaftModuleOptions, RaftModuleExtras, RaftOptionsFactory, RaftStorageOption, RaftPostgresOptions } from './nest/raft-module-options.js';
 export { RAFT_MODULE_OPTIONS, RAFT_NODE, RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, DEFAULT_RPC_LIMITS, type RaftRpcLimits } from './nest/raft.constants.js';
 export { createRaftRpcController } from './nest/raft-rpc.controller.js';
 export { InvalidRpcBodyError, parseAppendEntries, parseRequestVote, parseSetConfiguration } from './nest/dto/parse-rpc-body.js';

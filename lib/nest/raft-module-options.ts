@@ -71,3 +71,8 @@ export interface RaftModuleExtras {
   /** Path prefix of the RPC endpoints. Default `/raft` (the Go model's paths). */
   readonly path?: string;
 }
+
+/** What `forRootAsync({ useClass })` / `({ useExisting })` instantiates: it makes the options. */
+export interface RaftOptionsFactory {
+  createRaftOptions(): RaftModuleOptions | Promise<RaftModuleOptions>;
+}

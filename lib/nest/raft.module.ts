@@ -15,6 +15,7 @@ const RAFT_PATH_PREFIX = Symbol('RAFT_PATH_PREFIX');
 
 const { ConfigurableModuleClass } = new ConfigurableModuleBuilder<RaftModuleOptions>({ optionsInjectionToken: RAFT_MODULE_OPTIONS })
   .setClassMethodName('forRoot')
+  .setFactoryMethodName('createRaftOptions')
   .setExtras<RaftModuleExtras>({ isGlobal: false, path: DEFAULT_PATH }, (definition, extras) => {
     const path = extras.path ?? DEFAULT_PATH;
     return {
@@ -65,7 +66,8 @@ const providers: Provider[] = [
  * It registers the RPC endpoints (`GET {path}/id`, `POST {path}/appendentries`, `/requestvote`,
  * `/command`, `/setconfiguration`; `path` defaults to `/raft`) and provides {@link RaftService}.
  * `forRootAsync({ imports, inject, useFactory | useClass | useExisting, isGlobal, path })` takes the
- * options from other providers (e.g. ConfigService).
+ * options from other providers (e.g. ConfigService); a `useClass`/`useExisting` class implements
+ * {@link RaftOptionsFactory}.
  */
 @Module({ providers, exports: [RaftService, RAFT_NODE] })
 export class RaftModule extends ConfigurableModuleClass {}

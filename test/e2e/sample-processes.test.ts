@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { dropTestClusters, eventually, freePort, freshClusterId, http, DATABASE_URL } from '../integration/helpers.js';
+import { dropTestClusters, eventually, freePort, freshClusterId, http, storageFor } from '../integration/helpers.js';
 
 /**
  * The sample as a user runs it: three separate Node processes on loopback, PostgreSQL for the logs.
@@ -15,9 +15,10 @@ afterEach(() => {
 });
 afterAll(dropTestClusters);
 
-function startProcess(env: Record<string, string>): ChildProcess {
+async function startProcess(env: Record<string, string>): Promise<ChildProcess> {
+  const { databaseUrl, dataDir } = await storageFor(env.CLUSTER_ID!, Number(env.NODE_ID));
   const child = spawn(process.execPath, ['--import', 'tsx', 'sample/src/main.ts'], {
-    env: { ...process.env, ...env, ELECTION_TIMEOUT_MS: String(ELECTION_TIMEOUT_MS), DATABASE_URL },
+    env: { ...process.env, ...env, ELECTION_TIMEOUT_MS: String(ELECTION_TIMEOUT_MS), ...(databaseUrl ? { DATABASE_URL: databaseUrl } : { DATA_DIR: dataDir }) },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
@@ -50,7 +51,7 @@ describe('the sample, three processes', () => {
     );
     const peers = nodes.map((n) => `${n.id}=${n.url}`).join(',');
     const envOf = (n: (typeof nodes)[number]) => ({ NODE_ID: String(n.id), HOST: n.host, PORT: String(n.port), PEERS: peers, CLUSTER_ID: clusterId });
-    const processes = new Map(nodes.map((n) => [n.id, startProcess(envOf(n))]));
+    const processes = new Map(await Promise.all(nodes.map(async (n) => [n.id, await startProcess(envOf(n))] as const)));
 
     const status = async (n: (typeof nodes)[number]) => (await http('GET', `${n.url}/cluster`)).body as ClusterView;
     const leaderId = await eventually(
@@ -87,7 +88,7 @@ describe('the sample, three processes', () => {
     }
 
     const killed = nodes.find((n) => n.id === leaderId)!;
-    processes.set(leaderId, startProcess(envOf(killed)));
+    processes.set(leaderId, await startProcess(envOf(killed)));
     await http('PUT', `${survivors[1]!.url}/kv/after`, { value: 'restart' });
     const recovered = await eventually(
       async () => {

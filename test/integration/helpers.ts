@@ -1,4 +1,7 @@
+import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -10,8 +13,25 @@ import { RAFT_LOG_ENTRIES_TABLE } from '../../lib/storage/typeorm/entities/raft-
 import { AppModule } from '../../sample/src/app.module.js';
 import type { SampleConfig } from '../../sample/src/config.js';
 
-/** The PostgreSQL server the integration tests use (CI points this at the local server). */
-export const DATABASE_URL = process.env.RAFT_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+import { DATABASE_URL, embeddedDataDir, realPostgresAvailable } from '../storage/fixtures.js';
+
+export { DATABASE_URL };
+
+/**
+ * Whether a PostgreSQL server answers (CI starts one and sets RAFT_TEST_DATABASE_URL). Without one,
+ * the nodes keep their logs in embedded PostgreSQL instead, so `npm test` passes on a fresh machine.
+ */
+export const REAL_POSTGRES = await realPostgresAvailable();
+
+const embeddedDirs = new Map<string, string>();
+
+/** Where a node of these tests keeps its log: the real server, or its own embedded data directory (the same one on restart). */
+export async function storageFor(clusterId: string, nodeId: number): Promise<{ databaseUrl?: string; dataDir: string }> {
+  if (REAL_POSTGRES) return { databaseUrl: DATABASE_URL, dataDir: '' };
+  const key = `${clusterId}/${nodeId}`;
+  if (!embeddedDirs.has(key)) embeddedDirs.set(key, await embeddedDataDir(join(mkdtempSync(join(tmpdir(), 'raft-it-')), `node-${nodeId}`)));
+  return { dataDir: embeddedDirs.get(key)! };
+}
 
 const usedClusterIds: string[] = [];
 
@@ -24,6 +44,7 @@ export function freshClusterId(): string {
 
 /** Deletes the rows of every cluster this file created (call after all apps are closed). */
 export async function dropTestClusters(): Promise<void> {
+  if (!REAL_POSTGRES) return;
   const client = new pg.Client({ connectionString: DATABASE_URL });
   await client.connect();
   try {
@@ -55,8 +76,9 @@ export interface RunningNode {
 }
 
 /** Starts one node of the sample app in this process, on its own loopback address, over real HTTP and PostgreSQL. */
-export async function startNode(config: Omit<SampleConfig, 'dataDir' | 'host' | 'port'> & { host: string; port: number }): Promise<RunningNode> {
-  const app = await NestFactory.create(AppModule.forNode({ ...config, dataDir: '', databaseUrl: DATABASE_URL }), { logger: false });
+export async function startNode(config: Omit<SampleConfig, 'dataDir' | 'databaseUrl'> & { dataDir?: string }): Promise<RunningNode> {
+  const storage = config.dataDir ? { dataDir: config.dataDir } : await storageFor(config.clusterId, config.nodeId);
+  const app = await NestFactory.create(AppModule.forNode({ ...config, ...storage }), { logger: false });
   app.useGlobalFilters(new RaftExceptionFilter());
   await app.listen(config.port, config.host);
   return { id: config.nodeId, url: config.url, app, raft: app.get(RaftService) };

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { KvStateMachine } from '../../sample/src/kv.state-machine.js';
-import { DATABASE_URL, dropTestClusters, eventually, freePort, freshClusterId, http, startNode, type RunningNode } from './helpers.js';
+import { dropTestClusters, eventually, freePort, freshClusterId, http, startNode, type RunningNode } from './helpers.js';
 
 /**
  * Three (then four) Nest applications of the sample, each a Raft node on its own loopback address,
@@ -22,7 +22,7 @@ async function startCluster(size = 3) {
   const peers = addresses.map((a) => ({ id: a.id, url: `http://${a.host}:${a.port}` }));
   const configOf = (id: number, join = false) => {
     const a = addresses.find((x) => x.id === id)!;
-    return { nodeId: id, host: a.host, port: a.port, url: `http://${a.host}:${a.port}`, peers: join ? [] : peers, clusterId, electionTimeoutMs: ELECTION_TIMEOUT_MS, databaseUrl: DATABASE_URL };
+    return { nodeId: id, host: a.host, port: a.port, url: `http://${a.host}:${a.port}`, peers: join ? [] : peers, clusterId, electionTimeoutMs: ELECTION_TIMEOUT_MS };
   };
   nodes = await Promise.all(addresses.map((a) => startNode(configOf(a.id))));
   return { clusterId, addresses, peers, configOf };
