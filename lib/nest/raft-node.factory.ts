@@ -5,6 +5,7 @@ import { resolveTiming, validateMembers, validateNodeId } from '../node/options.
 import { RaftNode } from '../node/raft-node.js';
 import { toStateMachine, type RaftStateMachine } from '../node/state-machine.js';
 import { HttpTransport } from '../transport/http-transport.js';
+import { FROM_HEADER } from '../transport/wire.js';
 import type { RaftModuleOptions } from './raft-module-options.js';
 import { createRaftStorage } from './raft-storage.factory.js';
 
@@ -63,7 +64,14 @@ export async function createRaftNodeFromOptions(options: RaftModuleOptions, modu
   const stateMachine = isClass(options.stateMachine) ? lazyStateMachine(options.stateMachine, moduleRef) : toStateMachine(options.stateMachine);
   const transport =
     options.transport ??
-    new HttpTransport({ pathPrefix, rpcTimeoutMs: timing.rpcTimeoutMs, commandTimeoutMs: timing.commandTimeoutMs, backoffMaxMs: timing.electionTimeoutMs });
+    new HttpTransport({
+      pathPrefix,
+      rpcTimeoutMs: timing.rpcTimeoutMs,
+      commandTimeoutMs: timing.commandTimeoutMs,
+      backoffMaxMs: timing.electionTimeoutMs,
+      // Who is calling, for logs and proxies; informational only (peer authentication is separate).
+      headers: { [FROM_HEADER]: String(options.nodeId) },
+    });
   const storage = createRaftStorage(options);
   return new RaftNode({ ...options, stateMachine, storage, transport, logger });
 }

@@ -29,6 +29,7 @@ import {
 } from './errors.js';
 import { resolveTiming, validateMembers, validateNodeId, type RaftLogger, type RaftNodeOptions, type ResolvedTiming } from './options.js';
 import { toStateMachine, type RaftStateMachine } from './state-machine.js';
+import { failpoint } from '../failpoints.js';
 
 /** A committed log entry, as `commits$` emits it. */
 export interface CommittedEntry {
@@ -501,6 +502,8 @@ export class RaftNode {
         for (const r of replies) r.reject(new NodeStoppedError());
         return;
       }
+      if (ready.hardState) failpoint('after-vote-persist');
+      if (ready.entries.some((e) => e.type === 'config')) failpoint('during-config-change');
       this.dispatch(ready.messages, replies);
       this.enqueueApply(ready.committedEntries);
       if (ready.softState) this.onSoftState();
@@ -583,6 +586,7 @@ export class RaftNode {
   }
 
   private async applyEntries(entries: readonly Entry[]): Promise<void> {
+    failpoint('after-commit-before-apply');
     for (const entry of entries) {
       let answer: unknown;
       let failure: unknown;

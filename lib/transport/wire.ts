@@ -146,6 +146,9 @@ export const RAFT_JSON_CONTENT_TYPE = 'application/vnd.raft+json';
 /** Request header carrying the id the sender believes it is talking to; a mismatch is refused. */
 export const TO_HEADER = 'x-raft-to';
 
+/** Header naming the sending node (informational: proxies and logs use it; it proves nothing). */
+export const FROM_HEADER = 'x-raft-from';
+
 /** Request header carrying a forwarded command's timeout, so the leader gives up when the caller does. */
 export const TIMEOUT_HEADER = 'x-raft-timeout-ms';
 

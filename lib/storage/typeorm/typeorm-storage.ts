@@ -1,3 +1,4 @@
+import { failpoint } from '../../failpoints.js';
 import { DataSource, type QueryRunner } from 'typeorm';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
 import type { Configuration, Entry, HardState, RecoveredState } from '../../core/types.js';
@@ -369,7 +370,10 @@ export class TypeOrmStorage implements RaftStorage {
       } else if (statements.length > 1) {
         await queryRunner.startTransaction();
         try {
-          for (const statement of statements) await queryRunner.query(statement.sql, statement.parameters);
+          for (const [i, statement] of statements.entries()) {
+            await queryRunner.query(statement.sql, statement.parameters);
+            if (i === 0) failpoint('mid-batch-persist');
+          }
           await queryRunner.commitTransaction();
         } catch (error) {
           if (queryRunner.isTransactionActive) await queryRunner.rollbackTransaction().catch(() => undefined);
