@@ -42,6 +42,7 @@ export {
   type RaftMemberSpec,
 } from './node/raft-node.js';
 export { RAFT_DEFAULTS, type RaftNodeOptions, type RaftTimingOptions, type RaftLogger } from './node/options.js';
+export { SessionExpiredError } from './node/session-table.js';
 export { toStateMachine, type RaftStateMachine, type RaftApplyFunction, type RaftStateMachineLike } from './node/state-machine.js';
 
 // Storage

@@ -32,6 +32,12 @@ export interface RaftTimingOptions {
   readonly maxInflightAppends?: number;
   /** Largest command accepted, in bytes. Default 1 MiB. */
   readonly maxCommandBytes?: number;
+  /**
+   * A client session with no command for this many log entries is forgotten (thesis §6.3). Counted in
+   * log entries, never in local time, so every server forgets it at the same point: it must be the
+   * same on every node. Default 100 000.
+   */
+  readonly sessionExpiryEntries?: number;
   /** PreVote (thesis §9.6). Default true. */
   readonly preVote?: boolean;
   /** CheckQuorum (thesis §6.2). Default true. */
@@ -69,6 +75,7 @@ export interface ResolvedTiming {
   readonly maxBytesPerAppend: number;
   readonly maxInflightAppends: number;
   readonly maxCommandBytes: number;
+  readonly sessionExpiryEntries: number;
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
 }
@@ -81,6 +88,7 @@ export const RAFT_DEFAULTS = {
   maxBytesPerAppend: 512 * 1024,
   maxInflightAppends: 16,
   maxCommandBytes: 1024 * 1024,
+  sessionExpiryEntries: 100_000,
 } as const;
 
 function positive(field: string, value: number | undefined, integer = false): void {
@@ -95,7 +103,7 @@ export function resolveTiming(options: RaftTimingOptions): ResolvedTiming {
   for (const field of ['electionTimeoutMs', 'heartbeatIntervalMs', 'tickMs', 'rpcTimeoutMs', 'commandTimeoutMs'] as const) {
     positive(field, options[field]);
   }
-  for (const field of ['maxEntriesPerAppend', 'maxBytesPerAppend', 'maxInflightAppends', 'maxCommandBytes'] as const) {
+  for (const field of ['maxEntriesPerAppend', 'maxBytesPerAppend', 'maxInflightAppends', 'maxCommandBytes', 'sessionExpiryEntries'] as const) {
     positive(field, options[field], true);
   }
   const electionTimeoutMs = options.electionTimeoutMs ?? RAFT_DEFAULTS.electionTimeoutMs;
@@ -115,6 +123,7 @@ export function resolveTiming(options: RaftTimingOptions): ResolvedTiming {
     maxBytesPerAppend: options.maxBytesPerAppend ?? RAFT_DEFAULTS.maxBytesPerAppend,
     maxInflightAppends: options.maxInflightAppends ?? RAFT_DEFAULTS.maxInflightAppends,
     maxCommandBytes: options.maxCommandBytes ?? RAFT_DEFAULTS.maxCommandBytes,
+    sessionExpiryEntries: options.sessionExpiryEntries ?? RAFT_DEFAULTS.sessionExpiryEntries,
     preVote: options.preVote ?? true,
     checkQuorum: options.checkQuorum ?? true,
   };

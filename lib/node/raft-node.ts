@@ -29,6 +29,10 @@ import {
 } from './errors.js';
 import { resolveTiming, validateMembers, validateNodeId, type RaftLogger, type RaftNodeOptions, type ResolvedTiming } from './options.js';
 import { toStateMachine, type RaftStateMachine } from './state-machine.js';
+import { decodeCommand, encodeCommand, isEnvelope, type CommandSession } from './command-envelope.js';
+import { SessionTable, type SessionOutcome } from './session-table.js';
+import { PeerUnreachableError } from '../transport/memory-transport.js';
+import { randomBytes } from 'node:crypto';
 import { failpoint } from '../failpoints.js';
 
 /** A committed log entry, as `commits$` emits it. */
@@ -78,7 +82,7 @@ interface Waiter<T> {
   reject(error: unknown): void;
 }
 
-interface CommandWaiter extends Waiter<unknown> {
+interface CommandWaiter extends Waiter<SessionOutcome> {
   readonly term: number;
 }
 
@@ -120,6 +124,12 @@ export class RaftNode {
   private applied = 0;
 
   private readonly peers = new Map<string, RaftPeer>();
+  /** This node's client session (thesis §6.3): a random id for the life of the process. */
+  private readonly clientId = randomBytes(16).toString('hex');
+  private nextSequence = 1;
+  private lowestPending = 1;
+  private readonly unanswered = new Set<number>();
+  private sessions!: SessionTable;
   /** Addresses learned from membership requests, for servers not yet in any configuration entry (catching up). */
   private readonly learnedUrls = new Map<NodeId, string>();
   private pendingReplies: PendingReply[] = [];
@@ -212,6 +222,7 @@ export class RaftNode {
       { ...recovered, ...(baseConfiguration ? { baseConfiguration } : {}), appliedIndex },
     );
     this.applied = appliedIndex;
+    this.sessions = new SessionTable(this.timing.sessionExpiryEntries);
     this.running = true;
     this.publishState();
     this.ticker = setInterval(() => this.tick(), this.timing.tickMs);
@@ -290,48 +301,89 @@ export class RaftNode {
 
   /**
    * Replicates `command` and resolves with the state machine's answer once it is committed and
-   * applied. On a follower it is forwarded to the leader; while no leader is known it waits for one
-   * (within the timeout).
-   * @throws NotLeaderError when no leader emerges in time, or the leader cannot be reached by address.
-   * @throws CommandTimeoutError, LeadershipLostError, CommandForwardingError, NodeStoppedError, CommandAbortedError
+   * applied. On a follower it is forwarded to the leader; while no leader is known it waits for one.
+   *
+   * Exactly once (Raft thesis §6.3): the command carries this node's client session and a sequence
+   * number, so it is retried on its own across leader changes, lost answers and forwarding failures
+   * until the timeout, and a retry that was already applied gets the first answer back.
+   * @throws CommandTimeoutError when no answer came in time (the command may still be applied, once).
+   * @throws NotLeaderError when no leader emerged in time; NodeStoppedError, CommandAbortedError,
+   *   SessionExpiredError, or whatever the state machine threw for this command.
    */
   async command(command: Uint8Array | string, options: CommandOptions = {}): Promise<unknown> {
-    const bytes = typeof command === 'string' ? encoder.encode(command) : command;
-    this.checkCommandSize(bytes);
+    const payload = typeof command === 'string' ? encoder.encode(command) : command;
+    this.checkCommandSize(payload);
+    this.ensureRunning();
     const timeoutMs = options.timeoutMs ?? this.timing.commandTimeoutMs;
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      this.ensureRunning();
-      options.signal?.throwIfAborted();
-      const core = this.core!;
-      if (core.role === 'leader') return this.proposeHere(bytes, { timeoutMs: deadline - Date.now(), ...(options.signal ? { signal: options.signal } : {}) });
-      const leaderId = core.leaderId;
-      if (leaderId) {
-        const peer = this.peerFor(leaderId);
-        if (!peer) throw new NotLeaderError(leaderId);
-        try {
-          return await peer.command(bytes, { timeoutMs: Math.max(1, deadline - Date.now()), ...(options.signal ? { signal: options.signal } : {}) });
-        } catch (error) {
-          // A leader that says it is not the leader has not proposed the command: trying again is safe.
-          if (!(error instanceof NotLeaderError)) throw error instanceof RaftError ? error : new CommandForwardingError(leaderId, error);
-        }
-      }
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) throw leaderId ? new CommandTimeoutError(timeoutMs) : new NotLeaderError(0);
-      await this.waitForLeaderChange(leaderId, Math.min(remaining, 2 * this.timing.electionTimeoutMs), options.signal);
-      if (Date.now() >= deadline) throw this.leaderId ? new CommandTimeoutError(timeoutMs) : new NotLeaderError(0);
+    const sequence = this.nextSequence++;
+    this.unanswered.add(sequence);
+    try {
+      const bytes = encodeCommand(payload, { clientId: this.clientId, sequence, lowestUnanswered: this.lowestUnanswered() });
+      return await this.route(bytes, Date.now() + timeoutMs, timeoutMs, options.signal);
+    } finally {
+      this.unanswered.delete(sequence);
     }
   }
 
+  /** Proposes `bytes` on the leader, wherever it is, retrying what is safe to retry until `deadline`. */
+  private async route(bytes: Uint8Array, deadline: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<unknown> {
+    for (;;) {
+      this.ensureRunning();
+      signal?.throwIfAborted();
+      const core = this.core!;
+      const leaderId = core.leaderId;
+      const remaining = () => Math.max(1, deadline - Date.now());
+      try {
+        if (core.role === 'leader') {
+          const outcome = await this.proposeOutcome(bytes, { timeoutMs: remaining(), ...(signal ? { signal } : {}) });
+          if (outcome.ok) return outcome.value;
+          throw new AnswerError(outcome.error);
+        }
+        if (leaderId) {
+          const peer = this.peerFor(leaderId);
+          if (!peer) throw new NotLeaderError(leaderId);
+          return await peer.command(bytes, { timeoutMs: remaining(), ...(signal ? { signal } : {}) });
+        }
+      } catch (error) {
+        if (error instanceof AnswerError) throw error.answer; // the state machine's own verdict
+        // The session makes every retry safe; these failures only say "not answered (yet)".
+        if (!isRetryable(error)) throw error;
+        this.logger?.debug?.(`node ${this.id}: retrying a command after ${(error as Error).message}`);
+      }
+      if (Date.now() >= deadline) throw this.leaderId ? new CommandTimeoutError(timeoutMs) : new NotLeaderError(0);
+      await this.waitForLeaderChange(this.leaderId === leaderId ? leaderId : -1, Math.min(remaining(), this.timing.electionTimeoutMs), signal);
+    }
+  }
+
+  /** The lowest sequence this client still waits for (answers below it may be forgotten by the cluster). */
+  private lowestUnanswered(): number {
+    while (this.lowestPending < this.nextSequence && !this.unanswered.has(this.lowestPending)) this.lowestPending++;
+    return this.lowestPending;
+  }
+
   /** Proposes on this node, which must be the leader (also the target of a forwarded command). */
-  private proposeHere(command: Uint8Array, options: RpcOptions = {}): Promise<unknown> {
+  private async proposeHere(command: Uint8Array, options: RpcOptions = {}): Promise<unknown> {
+    const outcome = await this.proposeOutcome(command, options);
+    if (outcome.ok) return outcome.value;
+    throw outcome.error;
+  }
+
+  /**
+   * Appends `command` on this leader and resolves with what applying it produced. Rejects only when it
+   * was not answered: not the leader, leadership lost, timeout, stop, abort.
+   */
+  private proposeOutcome(command: Uint8Array, options: RpcOptions = {}): Promise<SessionOutcome> {
     this.ensureRunning();
-    this.checkCommandSize(command);
+    // A bare command (a foreign client of /raft/command) gets an envelope without a session.
+    if (!isEnvelope(command)) {
+      this.checkCommandSize(command);
+      command = encodeCommand(command);
+    }
     const core = this.core!;
     if (core.role !== 'leader') throw new NotLeaderError(core.leaderId, this.urlOf(core.leaderId));
     const timeoutMs = options.timeoutMs ?? this.timing.commandTimeoutMs;
     const { index, term } = core.propose(command);
-    const answer = new Promise<unknown>((resolve, reject) => {
+    const answer = new Promise<SessionOutcome>((resolve, reject) => {
       this.commandWaiters.set(index, { term, resolve, reject });
     });
     this.schedule();
@@ -588,15 +640,27 @@ export class RaftNode {
   private async applyEntries(entries: readonly Entry[]): Promise<void> {
     failpoint('after-commit-before-apply');
     for (const entry of entries) {
-      let answer: unknown;
-      let failure: unknown;
-      let failed = false;
+      let outcome: SessionOutcome = { ok: true, value: undefined };
+      let payload = entry.command;
       if (entry.type === 'command') {
+        let session: CommandSession | undefined;
         try {
-          answer = await this.stateMachine.apply(entry.command, entry.index);
+          ({ session, payload } = decodeCommand(entry.command));
         } catch (error) {
-          failed = true;
-          failure = error; // deterministic failures are the command's answer
+          outcome = { ok: false, error }; // damaged framing: refused identically on every server
+        }
+        const decision = session ? this.sessions.decide(session, entry.index) : ({ kind: 'apply' } as const);
+        if (outcome.ok && decision.kind === 'apply') {
+          try {
+            outcome = { ok: true, value: await this.stateMachine.apply(payload, entry.index) };
+          } catch (error) {
+            outcome = { ok: false, error }; // deterministic failures are the command's answer
+          }
+          if (session) this.sessions.record(session, outcome);
+        } else if (decision.kind === 'duplicate') {
+          outcome = decision.outcome; // applied before: the first answer, not a second application
+        } else if (decision.kind === 'reject') {
+          outcome = { ok: false, error: decision.error };
         }
       }
       this.applied = entry.index;
@@ -604,10 +668,9 @@ export class RaftNode {
       if (waiter) {
         this.commandWaiters.delete(entry.index);
         if (waiter.term !== entry.term) waiter.reject(new LeadershipLostError('the command was overwritten by a later leader and not applied'));
-        else if (failed) waiter.reject(failure);
-        else waiter.resolve(answer);
+        else waiter.resolve(outcome);
       }
-      this.commitSubject.next(toCommitted(entry));
+      this.commitSubject.next({ index: entry.index, term: entry.term, type: entry.type, command: payload });
       for (let i = this.appliedWaiters.length - 1; i >= 0; i--) {
         if (this.appliedWaiters[i]!.index <= entry.index) this.appliedWaiters.splice(i, 1)[0]!.resolve();
       }
@@ -741,6 +804,31 @@ export class RaftNode {
 }
 
 function toCommitted(entry: Entry): CommittedEntry {
-  return { index: entry.index, term: entry.term, type: entry.type, command: entry.command };
+  let command = entry.command;
+  if (entry.type === 'command') {
+    try {
+      command = decodeCommand(entry.command).payload;
+    } catch {
+      // a damaged envelope is shown as stored
+    }
+  }
+  return { index: entry.index, term: entry.term, type: entry.type, command };
+}
+
+/** Carries the state machine's own error through the retry loop, so it is never mistaken for a transport failure. */
+class AnswerError {
+  constructor(readonly answer: unknown) {}
+}
+
+/** Failures after which proposing the same (session-stamped) command again is safe and may succeed. */
+function isRetryable(error: unknown): boolean {
+  return (
+    error instanceof NotLeaderError ||
+    error instanceof LeadershipLostError ||
+    error instanceof CommandForwardingError ||
+    error instanceof PeerUnreachableError ||
+    error instanceof NodeStoppedError || // the remote leader is shutting down; if we are, route() stops first
+    !(error instanceof RaftError) // a network failure while forwarding
+  );
 }
 
