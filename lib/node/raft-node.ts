@@ -538,6 +538,11 @@ export class RaftNode {
       // Every RPC stepped so far is answered by this Ready (or was ignored by the engine).
       const replies = this.pendingReplies;
       this.pendingReplies = [];
+      // Thesis §10.2.1: the leader may send its entries while it writes them itself, because it counts
+      // its own copy toward a majority only after advance(). Only when the batch carries no new term or
+      // vote: nothing that leaves may depend on state that is not yet durable.
+      const early = ready.hardState === undefined ? ready.messages.filter((m) => m.type === 'AppendEntries') : [];
+      for (const message of early) this.send(message);
       try {
         if (ready.hardState || ready.truncateFrom !== undefined || ready.entries.length > 0) {
           await this.storage.save({
@@ -556,7 +561,7 @@ export class RaftNode {
       }
       if (ready.hardState) failpoint('after-vote-persist');
       if (ready.entries.some((e) => e.type === 'config')) failpoint('during-config-change');
-      this.dispatch(ready.messages, replies);
+      this.dispatch(early.length > 0 ? ready.messages.filter((m) => m.type !== 'AppendEntries') : ready.messages, replies);
       this.enqueueApply(ready.committedEntries);
       if (ready.softState) this.onSoftState();
       this.onConfigurationChanges(ready.configurationChanges);

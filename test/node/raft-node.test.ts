@@ -160,3 +160,35 @@ describe('RaftNode (in-process, memory storage and network)', () => {
     expect(() => new RaftNode({ ...base, nodeId: 1, peers: [{ id: 1 }, { id: 1 }] })).toThrowError(expect.objectContaining({ field: 'peers[1].id' }));
   });
 });
+
+describe('leader persistence in parallel with replication (thesis §10.2.1)', () => {
+  it('sends a batch to followers while it is still writing it, and still answers after commit', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const events: string[] = [];
+    const storage = cluster.storages.get(leader.id)!;
+    const save = storage.save.bind(storage);
+    storage.save = async (batch) => {
+      const carries = batch.entries.some((e) => new TextDecoder().decode(e.command).includes('set parallel'));
+      await new Promise((r) => setTimeout(r, 50)); // a slow disk on the leader
+      await save(batch);
+      if (carries) events.push('leader wrote it');
+    };
+    for (const node of cluster.nodes.values()) {
+      if (node === leader) continue;
+      const handler = node.rpcHandler;
+      cluster.network.register({
+        ...handler,
+        appendEntries: (request) => {
+          if (request.entries.some((e) => new TextDecoder().decode(e.command).includes('set parallel'))) events.push(`follower ${node.id} got it`);
+          return handler.appendEntries(request);
+        },
+      });
+    }
+    expect(await leader.command('set parallel 1')).toBe('1');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(events.indexOf('leader wrote it')).toBeGreaterThan(0); // a follower had it before the leader's write finished
+    expect(events[0]).toMatch(/^follower \d got it$/);
+  });
+});
