@@ -62,6 +62,8 @@ export interface RaftStatus extends RaftState {
   readonly members: RaftMember[];
   /** True while C_old,new is in effect. */
   readonly joint: boolean;
+  /** On the leader: how far each other server's log is known to match (its matchIndex); empty elsewhere. */
+  readonly replication: { readonly id: NodeId; readonly matchIndex: number }[];
 }
 
 /** A member to add or keep: without an id, the node asks the server at `url` for it (`GET /raft/id`). */
@@ -294,6 +296,7 @@ export class RaftNode {
         return url ? { id, url } : { id };
       }),
       joint: config?.outgoing !== undefined,
+      replication: core && core.role === 'leader' ? [...core.matchIndexes()].map(([id, matchIndex]) => ({ id, matchIndex })) : [],
     };
   }
 
