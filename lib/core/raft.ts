@@ -17,6 +17,7 @@ import {
   type Ready,
   type RecoveredState,
   type RequestVoteRequest,
+  type ReadState,
   type RequestVoteResponse,
   type Role,
   type SoftState,
@@ -106,6 +107,13 @@ export class RaftCore {
   private noopIndex = 0;
   private pendingChange: PendingChange | undefined;
   private nextChangeId = 1;
+
+  /** ReadIndex (thesis §6.4): a counter stamped on AppendEntries, and reads waiting for a quorum to answer one. */
+  private readRound = 0;
+  private pendingReads: { id: number; index: number; round: number; acks: Map<NodeId, boolean> }[] = [];
+  /** Reads that arrived before this leader committed an entry of its term: their index is not known yet. */
+  private readsAwaitingNoop: number[] = [];
+  private readStates: ReadState[] = [];
 
   private messages: Message[] = [];
   private outcomes: ConfigurationChangeOutcome[] = [];
@@ -263,6 +271,37 @@ export class RaftCore {
     return id;
   }
 
+  /**
+   * Asks for a linearizable read point without writing to the log (ReadIndex, thesis §6.4): the
+   * current commit index, once a quorum has confirmed after this call that this server still leads.
+   * The answer comes as a `readStates` entry with this `id`. A leader that has not yet committed an
+   * entry of its own term waits for that first, since before it the commit index may be stale.
+   * @throws NotLeaderError on any other role.
+   */
+  readIndex(id: number): void {
+    if (this.currentRole !== 'leader') throw new NotLeaderError(this.leader);
+    if (this.commit < this.noopIndex) {
+      this.readsAwaitingNoop.push(id);
+      return;
+    }
+    this.registerRead(id);
+  }
+
+  private registerRead(id: number): void {
+    const round = ++this.readRound;
+    this.pendingReads.push({ id, index: this.commit, round, acks: new Map([[this.id, true]]) });
+    // Every AppendEntries sent from now on carries this round; send some at once rather than waiting for the heartbeat.
+    for (const [node, pr] of this.progress) this.send(this.appendRequest(node, pr.match, []));
+    this.releaseConfirmedReads();
+  }
+
+  private releaseConfirmedReads(): void {
+    while (this.pendingReads.length > 0 && this.voteOutcome(this.config!, this.pendingReads[0]!.acks) === 'won') {
+      const read = this.pendingReads.shift()!;
+      this.readStates.push({ id: read.id, index: read.index });
+    }
+  }
+
   // ---------------------------------------------------------------- outputs
 
   /** Whether {@link ready} would return anything. */
@@ -274,6 +313,7 @@ export class RaftCore {
       this.pendingTruncateFrom !== undefined ||
       this.commit > this.applied ||
       this.outcomes.length > 0 ||
+      this.readStates.length > 0 ||
       !sameHardState(this.hardState(), this.lastHardState) ||
       !sameSoftState(this.softState(), this.lastSoftState)
     );
@@ -294,6 +334,7 @@ export class RaftCore {
       committedEntries: this.raftLog.slice(this.applied + 1, this.commit),
       ...(softChanged ? { softState } : {}),
       configurationChanges: this.outcomes,
+      readStates: this.readStates,
     };
     this.lastHardState = hardState;
     this.lastSoftState = softState;
@@ -302,6 +343,7 @@ export class RaftCore {
     this.applied = this.commit;
     this.messages = [];
     this.outcomes = [];
+    this.readStates = [];
     return ready;
   }
 
@@ -411,6 +453,9 @@ export class RaftCore {
   private stopLeading(): void {
     this.progress.clear();
     this.noopIndex = 0;
+    // Reads not yet confirmed are dropped; the driver fails them when it sees the role change.
+    this.pendingReads = [];
+    this.readsAwaitingNoop = [];
     if (this.pendingChange) {
       const appended = this.pendingChange.phase !== 'catch-up';
       this.failChange(appended ? 'leadership lost; a later leader may still complete the change' : 'leadership lost');
@@ -550,20 +595,21 @@ export class RaftCore {
     this.electionElapsed = 0;
 
     const last = this.raftLog.lastIndex;
+    const echo = m.context !== undefined ? { context: m.context } : {};
     if (m.prevLogIndex > last) {
-      this.send(this.appendResponse(m.from, false, 0, m.prevLogIndex, 0, last + 1));
+      this.send({ ...this.appendResponse(m.from, false, 0, m.prevLogIndex, 0, last + 1), ...echo });
       return;
     }
     const localTerm = this.raftLog.term(m.prevLogIndex)!;
     if (localTerm !== m.prevLogTerm) {
-      this.send(this.appendResponse(m.from, false, 0, m.prevLogIndex, localTerm, this.raftLog.firstIndexOfTerm(localTerm, m.prevLogIndex)));
+      this.send({ ...this.appendResponse(m.from, false, 0, m.prevLogIndex, localTerm, this.raftLog.firstIndexOfTerm(localTerm, m.prevLogIndex)), ...echo });
       return;
     }
     this.appendFromLeader(m.prevLogIndex, m.entries);
     // Only what this message proved to match may be committed: entries beyond it may be stale (Figure 2, rule 5).
     const lastNew = m.prevLogIndex + m.entries.length;
     if (m.leaderCommit > this.commit) this.commit = Math.max(this.commit, Math.min(m.leaderCommit, lastNew));
-    this.send(this.appendResponse(m.from, true, lastNew, 0, 0, 0));
+    this.send({ ...this.appendResponse(m.from, true, lastNew, 0, 0, 0), ...echo });
   }
 
   private appendResponse(
@@ -646,6 +692,7 @@ export class RaftCore {
       prevLogTerm: this.raftLog.term(prevLogIndex)!,
       entries,
       leaderCommit: this.commit,
+      context: this.readRound,
     };
   }
 
@@ -654,6 +701,11 @@ export class RaftCore {
     const pr = this.progress.get(m.from);
     if (!pr) return;
     pr.recentActive = true;
+    if (m.context !== undefined && this.pendingReads.length > 0) {
+      // An answer in our term to a message sent after a read arrived: this server still followed us then.
+      for (const read of this.pendingReads) if (read.round <= m.context) read.acks.set(m.from, true);
+      this.releaseConfirmedReads();
+    }
     if (m.success) {
       const advanced = pr.acknowledge(m.matchIndex);
       if (pr.state === 'probe') {
@@ -691,6 +743,11 @@ export class RaftCore {
     const index = this.quorumIndex(this.config!, (id) => (id === this.id ? this.persistedIndex : (this.progress.get(id)?.match ?? 0)));
     if (index <= this.commit || index > this.raftLog.lastIndex || !this.isCommittable(index)) return;
     this.commit = index;
+    if (this.readsAwaitingNoop.length > 0 && this.commit >= this.noopIndex) {
+      const waiting = this.readsAwaitingNoop;
+      this.readsAwaitingNoop = [];
+      for (const id of waiting) this.registerRead(id);
+    }
     this.onCommitAdvanced();
   }
 

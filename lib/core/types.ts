@@ -72,6 +72,12 @@ export interface AppendEntriesRequest {
   readonly prevLogTerm: number;
   readonly entries: readonly Entry[];
   readonly leaderCommit: number;
+  /**
+   * The leader's read round when it sent this (ReadIndex, thesis §6.4); echoed in the answer so the
+   * leader knows the follower still followed it after a read arrived. Not part of the wire format: a
+   * driver re-attaches it from the request it sent.
+   */
+  readonly context?: number;
 }
 
 /** The answer to {@link AppendEntriesRequest}. */
@@ -93,6 +99,8 @@ export interface AppendEntriesResponse {
   readonly conflictTerm: number;
   /** On failure: the first index of `conflictTerm` in the follower's log, or its last index + 1. */
   readonly conflictIndex: number;
+  /** The request's `context`, echoed. */
+  readonly context?: number;
 }
 
 /** RequestVote (§5.2), or its PreVote form (thesis §9.6) which changes no state on the receiver. */
@@ -163,6 +171,17 @@ export interface Ready {
   readonly softState?: SoftState;
   /** Membership changes that finished since the previous Ready. */
   readonly configurationChanges: readonly ConfigurationChangeOutcome[];
+  /** Reads whose index is confirmed (ReadIndex): serve them once `index` is applied. */
+  readonly readStates: readonly ReadState[];
+}
+
+/**
+ * A confirmed read (thesis §6.4): when the state machine has applied `index`, a read that was
+ * requested with `id` sees every write committed before the request, without writing to the log.
+ */
+export interface ReadState {
+  readonly id: number;
+  readonly index: number;
 }
 
 /** What a server starts from: what its storage held after a crash, or nothing on first start. */

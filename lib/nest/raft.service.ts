@@ -32,6 +32,20 @@ export class RaftService implements OnApplicationBootstrap, OnApplicationShutdow
     return this.node.command(command, options) as Promise<TAnswer>;
   }
 
+  /**
+   * Linearizable read without writing to the log (ReadIndex, thesis §6.4): runs `query` against this
+   * node's state machine once it reflects every write committed before the call. Works on followers
+   * too (they ask the leader for the read index).
+   */
+  read<T>(query: () => T | Promise<T>, options?: CommandOptions): Promise<T> {
+    return this.node.read(query, options);
+  }
+
+  /** Waits until this node has applied every write committed before the call; resolves with that index. */
+  barrier(options?: CommandOptions): Promise<number> {
+    return this.node.barrier(options);
+  }
+
   /** Committed entries as they are applied, in index order, gapless (live). */
   get commits$(): Observable<CommittedEntry> {
     return this.node.commits$;

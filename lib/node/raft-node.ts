@@ -136,6 +136,8 @@ export class RaftNode {
   private readonly learnedUrls = new Map<NodeId, string>();
   private pendingReplies: PendingReply[] = [];
   private readonly commandWaiters = new Map<number, CommandWaiter>();
+  private readonly readWaiters = new Map<number, Waiter<number>>();
+  private nextReadId = 1;
   private readonly changeWaiters = new Map<number, Waiter<void>>();
   private readonly stateSubject = new BehaviorSubject<RaftState>({ role: 'stopped', term: 0, leaderId: 0 });
   private readonly commitSubject = new Subject<CommittedEntry>();
@@ -178,6 +180,7 @@ export class RaftNode {
       requestVote: (request) => node.receive(request, 'RequestVoteResponse') as Promise<RequestVoteResponse>,
       command: (command, rpcOptions) => node.proposeHere(command, rpcOptions),
       setConfiguration: (members, rpcOptions) => node.changeConfigurationHere(members, rpcOptions),
+      readIndex: (rpcOptions) => node.readIndexHere(rpcOptions),
     };
   }
 
@@ -393,6 +396,60 @@ export class RaftNode {
     return this.withDeadline(answer, timeoutMs, options.signal, () => this.commandWaiters.delete(index));
   }
 
+  // ---------------------------------------------------------------- linearizable reads
+
+  /**
+   * Waits until this node's state machine reflects every write committed before the call
+   * (ReadIndex, thesis §6.4), without writing to the log: the leader confirms with a quorum that it
+   * still leads; a follower asks the leader for that index. Resolves with the read index.
+   * @throws CommandTimeoutError, NotLeaderError (no leader, or its transport cannot serve read indexes), NodeStoppedError
+   */
+  async barrier(options: CommandOptions = {}): Promise<number> {
+    const timeoutMs = options.timeoutMs ?? this.timing.commandTimeoutMs;
+    const deadline = Date.now() + timeoutMs;
+    const remaining = () => Math.max(1, deadline - Date.now());
+    for (;;) {
+      this.ensureRunning();
+      options.signal?.throwIfAborted();
+      const leaderId = this.core!.leaderId;
+      const peer = !this.isLeader() && leaderId ? this.peerFor(leaderId) : undefined;
+      // A transport that cannot ask the leader for a read index: the caller must go to the leader.
+      if (peer && !peer.readIndex) throw new NotLeaderError(leaderId, this.urlOf(leaderId));
+      const rpc = { timeoutMs: remaining(), ...(options.signal ? { signal: options.signal } : {}) };
+      let index: number | undefined;
+      try {
+        if (this.isLeader()) index = await this.readIndexHere(rpc);
+        else if (peer) index = await peer.readIndex!(rpc);
+      } catch (error) {
+        if (!isRetryable(error)) throw error; // reads change nothing: any failure to get an answer may be retried
+      }
+      if (index !== undefined) {
+        await this.withDeadline(this.waitForApplied(index), remaining(), options.signal, () => undefined);
+        return index;
+      }
+      if (Date.now() >= deadline) throw this.leaderId ? new CommandTimeoutError(timeoutMs) : new NotLeaderError(0);
+      await this.waitForLeaderChange(leaderId, Math.min(remaining(), this.timing.electionTimeoutMs), options.signal);
+    }
+  }
+
+  /** Runs `query` against this node's state machine once it reflects every write committed before the call. */
+  async read<T>(query: () => T | Promise<T>, options?: CommandOptions): Promise<T> {
+    await this.barrier(options);
+    return query();
+  }
+
+  /** On the leader: a read index confirmed by a quorum (not yet necessarily applied here). */
+  private readIndexHere(options: RpcOptions = {}): Promise<number> {
+    this.ensureRunning();
+    const core = this.core!;
+    if (core.role !== 'leader') throw new NotLeaderError(core.leaderId, this.urlOf(core.leaderId));
+    const id = this.nextReadId++;
+    const confirmed = new Promise<number>((resolve, reject) => this.readWaiters.set(id, { resolve, reject }));
+    core.readIndex(id);
+    this.schedule();
+    return this.withDeadline(confirmed, options.timeoutMs ?? this.timing.commandTimeoutMs, options.signal, () => this.readWaiters.delete(id));
+  }
+
   // ---------------------------------------------------------------- membership
 
   /**
@@ -566,6 +623,11 @@ export class RaftNode {
       if (ready.entries.some((e) => e.type === 'config')) failpoint('during-config-change');
       this.dispatch(early.length > 0 ? ready.messages.filter((m) => m.type !== 'AppendEntries') : ready.messages, replies);
       this.enqueueApply(ready.committedEntries);
+      for (const read of ready.readStates) {
+        const waiter = this.readWaiters.get(read.id);
+        this.readWaiters.delete(read.id);
+        waiter?.resolve(read.index);
+      }
       if (ready.softState) this.onSoftState();
       this.onConfigurationChanges(ready.configurationChanges);
       core.advance(ready);
@@ -622,7 +684,9 @@ export class RaftNode {
       (response) => {
         // A reply for an engine that has since been replaced (stop/start) means nothing to it.
         if (!this.running || !core || this.core !== core) return;
-        core.step({ ...response, from: message.to, to: this.id } as Message);
+        // The wire does not carry the read round: the answer belongs to this request, so it is its round.
+        const context = message.type === 'AppendEntries' && message.context !== undefined ? { context: message.context } : {};
+        core.step({ ...response, from: message.to, to: this.id, ...context } as Message);
         this.schedule();
       },
       (error: unknown) => this.logger?.debug?.(`node ${this.id}: ${message.type} to ${message.to} failed: ${(error as Error).message}`),
@@ -687,10 +751,12 @@ export class RaftNode {
 
   private onSoftState(): void {
     const core = this.core!;
-    if (core.role !== 'leader' && this.commandWaiters.size > 0) {
+    if (core.role !== 'leader' && this.commandWaiters.size + this.readWaiters.size > 0) {
       const lost = new LeadershipLostError();
       for (const waiter of this.commandWaiters.values()) waiter.reject(lost);
       this.commandWaiters.clear();
+      for (const waiter of this.readWaiters.values()) waiter.reject(lost);
+      this.readWaiters.clear();
     }
     this.publishState();
   }
@@ -724,6 +790,8 @@ export class RaftNode {
     this.commandWaiters.clear();
     for (const w of this.changeWaiters.values()) w.reject(error);
     this.changeWaiters.clear();
+    for (const w of this.readWaiters.values()) w.reject(error);
+    this.readWaiters.clear();
   }
 
   private publishState(): void {

@@ -60,6 +60,11 @@ export class MemoryNetwork {
       requestVote: (request, options) => call((h) => h.requestVote(structuredClone(request)), options),
       command: (command, options) => call((h) => h.command(command.slice(), options), options),
       setConfiguration: (members, options) => call((h) => h.setConfiguration(structuredClone(members), options), options),
+      readIndex: (options) =>
+        call((h) => {
+          if (!h.readIndex) throw new PeerUnreachableError(`node ${to} does not serve read indexes`);
+          return h.readIndex(options);
+        }, options),
       close: async () => {},
     };
   }

@@ -32,6 +32,8 @@ export interface RaftRpcHandler {
   command(command: Uint8Array, options?: RpcOptions): Promise<unknown>;
   /** A membership change forwarded by a follower: resolves once C_new is committed. */
   setConfiguration(members: readonly RaftMember[], options?: RpcOptions): Promise<void>;
+  /** A follower asks the leader for a confirmed read index (thesis §6.4). */
+  readIndex?(options?: RpcOptions): Promise<number>;
 }
 
 /**
@@ -46,6 +48,8 @@ export interface RaftPeer {
   command(command: Uint8Array, options?: RpcOptions): Promise<unknown>;
   /** Forwards a membership change to this peer (the leader). */
   setConfiguration(members: readonly RaftMember[], options?: RpcOptions): Promise<void>;
+  /** Asks this peer (the leader) for a confirmed read index; transports that cannot, leave it out. */
+  readIndex?(options?: RpcOptions): Promise<number>;
   /** Releases connections. */
   close(): Promise<void>;
 }

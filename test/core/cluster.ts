@@ -1,5 +1,5 @@
 import { RaftCore } from '../../lib/core/raft.js';
-import type { Configuration, ConfigurationChangeOutcome, Entry, HardState, Message, NodeId, RaftCoreOptions, Ready } from '../../lib/core/types.js';
+import type { Configuration, ConfigurationChangeOutcome, Entry, ReadState, HardState, Message, NodeId, RaftCoreOptions, Ready } from '../../lib/core/types.js';
 
 /** What one server's disk holds: only what a processed Ready persisted. */
 export interface Disk {
@@ -20,6 +20,8 @@ export class TestCluster {
   readonly applied = new Map<NodeId, Entry[]>();
   /** Membership-change outcomes each node reported. */
   readonly changes = new Map<NodeId, ConfigurationChangeOutcome[]>();
+  /** Confirmed reads each node reported. */
+  readonly reads = new Map<NodeId, ReadState[]>();
   queue: Message[] = [];
   /** Every message ever sent, in order. */
   readonly sent: Message[] = [];
@@ -82,6 +84,7 @@ export class TestCluster {
     }
     this.applied.get(id)!.push(...ready.committedEntries);
     this.changes.set(id, [...(this.changes.get(id) ?? []), ...ready.configurationChanges]);
+    this.reads.set(id, [...(this.reads.get(id) ?? []), ...ready.readStates]);
     node.advance(ready);
     return ready;
   }

@@ -192,3 +192,34 @@ describe('leader persistence in parallel with replication (thesis §10.2.1)', ()
     expect(events[0]).toMatch(/^follower \d got it$/);
   });
 });
+
+describe('linearizable reads without log writes (ReadIndex)', () => {
+  it('reads on the leader and on a follower see every acknowledged write, and move no index', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const follower = [...cluster.nodes.values()].find((n) => n !== leader)!;
+    await leader.command('set r 1');
+    const before = { commit: leader.commitIndex, last: leader.status().lastIndex };
+    for (let i = 0; i < 20; i++) {
+      expect(await leader.read(() => cluster!.machines.get(leader.id)!.data.get('r'))).toBe('1');
+      expect(await follower.read(() => cluster!.machines.get(follower.id)!.data.get('r'))).toBe('1');
+    }
+    expect(leader.commitIndex).toBe(before.commit); // 40 reads, not one log entry
+    expect(leader.status().lastIndex).toBe(before.last);
+    await follower.command('set r 2');
+    expect(await follower.read(() => cluster!.machines.get(follower.id)!.data.get('r'))).toBe('2');
+  });
+
+  it('a leader cut off from the quorum cannot serve a read (no stale reads)', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    await leader.command('set r 1');
+    cluster.network.isolate(leader.id);
+    await expect(leader.barrier({ timeoutMs: 150 })).rejects.toThrow();
+    const next = await cluster.leader(5000, [1, 2, 3].filter((id) => id !== leader.id));
+    await next.command('set r 2');
+    expect(await next.read(() => cluster!.machines.get(next.id)!.data.get('r'))).toBe('2');
+  });
+});

@@ -19,7 +19,7 @@ class FakeNode implements NodeView {
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const cmd = (index: number, term: number, text = `c${index}.${term}`): Entry => ({ index, term, type: 'command', command: bytes(text) });
-const ready = (r: Partial<Ready>): Ready => ({ entries: [], messages: [], committedEntries: [], configurationChanges: [], ...r });
+const ready = (r: Partial<Ready>): Ready => ({ entries: [], messages: [], committedEntries: [], configurationChanges: [], readStates: [], ...r });
 const recovered = (term = 0, vote = 0, entries: Entry[] = []): RecoveredState => ({ hardState: { term, vote, commit: 0 }, entries, appliedIndex: 0 });
 
 function setup(count = 3) {

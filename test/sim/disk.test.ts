@@ -3,7 +3,7 @@ import type { Entry, Ready } from '../../lib/core/types.js';
 import { Disk } from './disk.js';
 
 const entry = (index: number, term: number): Entry => ({ index, term, type: 'noop', command: new Uint8Array(0) });
-const ready = (r: Partial<Ready>): Ready => ({ entries: [], messages: [], committedEntries: [], configurationChanges: [], ...r });
+const ready = (r: Partial<Ready>): Ready => ({ entries: [], messages: [], committedEntries: [], configurationChanges: [], readStates: [], ...r });
 
 describe('Disk', () => {
   it('saves hard state, truncation and appends atomically and loads them back', () => {
