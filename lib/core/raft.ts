@@ -21,6 +21,7 @@ import {
   type RequestVoteResponse,
   type Role,
   type SoftState,
+  type TimeoutNowRequest,
 } from './types.js';
 
 const EMPTY = new Uint8Array(0);
@@ -114,6 +115,9 @@ export class RaftCore {
   /** Reads that arrived before this leader committed an entry of its term: their index is not known yet. */
   private readsAwaitingNoop: number[] = [];
   private readStates: ReadState[] = [];
+
+  /** Leadership transfer under way (thesis §3.10): the target, and the tick it must finish by. */
+  private transfer: { to: NodeId; deadline: number } | undefined;
 
   private messages: Message[] = [];
   private outcomes: ConfigurationChangeOutcome[] = [];
@@ -216,6 +220,8 @@ export class RaftCore {
         return this.handleRequestVote(message);
       case 'RequestVoteResponse':
         return this.handleRequestVoteResponse(message);
+      case 'TimeoutNow':
+        return this.handleTimeoutNow(message);
     }
   }
 
@@ -226,6 +232,8 @@ export class RaftCore {
    */
   propose(command: Uint8Array): { index: number; term: number } {
     if (this.currentRole !== 'leader') throw new NotLeaderError(this.leader);
+    // While handing over, new entries would only delay the target; the caller retries at the new leader.
+    if (this.transfer) throw new NotLeaderError(this.transfer.to);
     const entry = this.appendAsLeader('command', command);
     return { index: entry.index, term: entry.term };
   }
@@ -269,6 +277,38 @@ export class RaftCore {
     }
     this.advanceChange();
     return id;
+  }
+
+  /**
+   * Hands leadership to `to` (thesis §3.10): the leader stops taking proposals, brings `to` up to date,
+   * then tells it to campaign at once (TimeoutNow), so the cluster does not wait an election timeout.
+   * Abandoned after one election timeout if it has not happened.
+   * @throws NotLeaderError on any other role; ConfigurationChangeError('invalid') if `to` is not a voter.
+   */
+  transferLeadership(to: NodeId): void {
+    if (this.currentRole !== 'leader') throw new NotLeaderError(this.leader);
+    if (to === this.id) return;
+    if (!isVoter(this.config, to) || !this.progress.has(to)) throw new ConfigurationChangeError('invalid', `node ${to} is not a voter of this cluster`);
+    this.transfer = { to, deadline: this.ticks + this.electionTimeout };
+    this.maybeSendTimeoutNow();
+  }
+
+  /** The leadership transfer under way, if any. */
+  get transferee(): NodeId {
+    return this.transfer?.to ?? NO_NODE;
+  }
+
+  private maybeSendTimeoutNow(): void {
+    const transfer = this.transfer;
+    if (!transfer) return;
+    const pr = this.progress.get(transfer.to);
+    if (pr && pr.match === this.raftLog.lastIndex) this.send({ type: 'TimeoutNow', from: this.id, to: transfer.to, term: this.currentTerm });
+  }
+
+  private handleTimeoutNow(m: TimeoutNowRequest): void {
+    // Only our own leader may ask, and only a voter can stand.
+    if (m.from !== this.leader || !this.promotable()) return;
+    this.campaign('transfer');
   }
 
   /**
@@ -451,6 +491,7 @@ export class RaftCore {
   }
 
   private stopLeading(): void {
+    this.transfer = undefined;
     this.progress.clear();
     this.noopIndex = 0;
     // Reads not yet confirmed are dropped; the driver fails them when it sees the role change.
@@ -522,7 +563,7 @@ export class RaftCore {
     return !isVoter(this.config, m.from) && !this.raftLog.isUpToDate(m.lastLogIndex, m.lastLogTerm);
   }
 
-  private campaign(kind: 'pre-vote' | 'vote'): void {
+  private campaign(kind: 'pre-vote' | 'vote' | 'transfer'): void {
     const preVote = kind === 'pre-vote';
     if (preVote) {
       this.currentRole = 'pre-candidate'; // thesis §9.6: ask first, change nothing
@@ -545,6 +586,7 @@ export class RaftCore {
         lastLogIndex: this.raftLog.lastIndex,
         lastLogTerm: this.raftLog.lastTerm,
         preVote,
+        ...(kind === 'transfer' ? { transfer: true } : {}),
       });
     }
     this.tallyVotes();
@@ -636,6 +678,7 @@ export class RaftCore {
       }
       for (const pr of this.progress.values()) pr.recentActive = false;
     }
+    if (this.transfer && this.ticks > this.transfer.deadline) this.transfer = undefined; // the target did not take over: lead on
     if (this.pendingChange?.phase === 'catch-up' && this.ticks > this.pendingChange.deadline) {
       this.failChange('new servers did not catch up in time');
     }
@@ -714,6 +757,7 @@ export class RaftCore {
       if (advanced) {
         this.maybeCommit();
         this.advanceChange();
+        if (this.transfer?.to === m.from) this.maybeSendTimeoutNow();
       }
       return;
     }

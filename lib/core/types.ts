@@ -128,8 +128,19 @@ export interface RequestVoteResponse {
   readonly preVote: boolean;
 }
 
+/**
+ * TimeoutNow (thesis §3.10): the leader tells a caught-up follower to start an election at once, to
+ * hand leadership over without waiting for an election timeout.
+ */
+export interface TimeoutNowRequest {
+  readonly type: 'TimeoutNow';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: number;
+}
+
 /** Every message the engine sends or receives. */
-export type Message = AppendEntriesRequest | AppendEntriesResponse | RequestVoteRequest | RequestVoteResponse;
+export type Message = AppendEntriesRequest | AppendEntriesResponse | RequestVoteRequest | RequestVoteResponse | TimeoutNowRequest;
 
 /** What the engine tells its driver about itself (not persisted). */
 export interface SoftState {

@@ -41,6 +41,14 @@ export class RaftService implements OnApplicationBootstrap, OnApplicationShutdow
     return this.node.read(query, options);
   }
 
+  /**
+   * Hands leadership to `toId` (default: the most up-to-date other voter) without an election timeout
+   * (thesis §3.10); resolves with the new leader's id. A leader also does this on shutdown.
+   */
+  transferLeadership(toId?: NodeId, options?: CommandOptions): Promise<NodeId> {
+    return this.node.transferLeadership(toId, options);
+  }
+
   /** Waits until this node has applied every write committed before the call; resolves with that index. */
   barrier(options?: CommandOptions): Promise<number> {
     return this.node.barrier(options);

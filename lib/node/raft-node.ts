@@ -181,6 +181,11 @@ export class RaftNode {
       command: (command, rpcOptions) => node.proposeHere(command, rpcOptions),
       setConfiguration: (members, rpcOptions) => node.changeConfigurationHere(members, rpcOptions),
       readIndex: (rpcOptions) => node.readIndexHere(rpcOptions),
+      timeoutNow: async (request) => {
+        if (!node.running) throw new NodeStoppedError();
+        node.core!.step({ ...request, to: node.id });
+        node.schedule();
+      },
     };
   }
 
@@ -242,6 +247,12 @@ export class RaftNode {
   async stop(): Promise<void> {
     if (this.starting) await this.starting.catch(() => undefined);
     if (!this.running && !this.core) return;
+    // A leader that leaves gracefully hands over first, so the others need not wait an election timeout.
+    if (this.isLeader() && this.bestTransferTarget() !== undefined) {
+      await this.transferLeadership(undefined, { timeoutMs: 2 * this.timing.electionTimeoutMs }).catch((error: unknown) =>
+        this.logger?.warn(`node ${this.id}: leadership transfer before shutdown failed: ${(error as Error).message}`),
+      );
+    }
     this.running = false;
     clearInterval(this.ticker);
     await this.pumping?.catch(() => undefined);
@@ -394,6 +405,42 @@ export class RaftNode {
     });
     this.schedule();
     return this.withDeadline(answer, timeoutMs, options.signal, () => this.commandWaiters.delete(index));
+  }
+
+  // ---------------------------------------------------------------- leadership transfer
+
+  /**
+   * Hands leadership to `toId` (default: the most up-to-date other voter) without an election timeout
+   * (thesis §3.10), and resolves once this node sees another leader. Commands proposed meanwhile wait
+   * and go to the new leader.
+   * @throws NotLeaderError on a follower; CommandTimeoutError if no other node took over in time;
+   *   ConfigurationChangeError('invalid') if `toId` is not a voter.
+   */
+  async transferLeadership(toId?: NodeId, options: CommandOptions = {}): Promise<NodeId> {
+    this.ensureRunning();
+    const core = this.core!;
+    if (core.role !== 'leader') throw new NotLeaderError(core.leaderId, this.urlOf(core.leaderId));
+    const target = toId ?? this.bestTransferTarget();
+    if (target === undefined) throw new ConfigurationChangeError('invalid', 'there is no other voter to hand leadership to');
+    const timeoutMs = options.timeoutMs ?? 2 * this.timing.electionTimeoutMs;
+    const handedOver = new Promise<NodeId>((resolve) => {
+      const subscription = this.leader$.subscribe((leader) => {
+        if (leader !== 0 && leader !== this.id) {
+          queueMicrotask(() => subscription.unsubscribe());
+          resolve(leader);
+        }
+      });
+    });
+    core.transferLeadership(target);
+    this.schedule();
+    return this.withDeadline(handedOver, timeoutMs, options.signal, () => undefined);
+  }
+
+  private bestTransferTarget(): NodeId | undefined {
+    const voters = new Set(this.core?.configuration?.voters ?? []);
+    const candidates = this.status().replication.filter((p) => voters.has(p.id) && this.peerFor(p.id)?.timeoutNow);
+    candidates.sort((a, b) => b.matchIndex - a.matchIndex || a.id - b.id);
+    return candidates[0]?.id;
   }
 
   // ---------------------------------------------------------------- linearizable reads
@@ -674,6 +721,10 @@ export class RaftNode {
     }
     const core = this.core;
     const options = { timeoutMs: this.timing.rpcTimeoutMs };
+    if (message.type === 'TimeoutNow') {
+      peer.timeoutNow?.(message, options).catch((error: unknown) => this.logger?.debug?.(`node ${this.id}: TimeoutNow to ${message.to} failed: ${(error as Error).message}`));
+      return;
+    }
     const call =
       message.type === 'AppendEntries'
         ? peer.appendEntries(message, options)

@@ -60,6 +60,11 @@ export class MemoryNetwork {
       requestVote: (request, options) => call((h) => h.requestVote(structuredClone(request)), options),
       command: (command, options) => call((h) => h.command(command.slice(), options), options),
       setConfiguration: (members, options) => call((h) => h.setConfiguration(structuredClone(members), options), options),
+      timeoutNow: (request, options) =>
+        call((h) => {
+          if (!h.timeoutNow) throw new PeerUnreachableError(`node ${to} does not take leadership transfers`);
+          return h.timeoutNow(structuredClone(request));
+        }, options),
       readIndex: (options) =>
         call((h) => {
           if (!h.readIndex) throw new PeerUnreachableError(`node ${to} does not serve read indexes`);

@@ -4,6 +4,7 @@ import type {
   NodeId,
   RequestVoteRequest,
   RequestVoteResponse,
+  TimeoutNowRequest,
 } from '../core/types.js';
 
 /** A cluster member as the user names it: its id and, for network transports, where to reach it. */
@@ -34,6 +35,8 @@ export interface RaftRpcHandler {
   setConfiguration(members: readonly RaftMember[], options?: RpcOptions): Promise<void>;
   /** A follower asks the leader for a confirmed read index (thesis §6.4). */
   readIndex?(options?: RpcOptions): Promise<number>;
+  /** The leader hands leadership over: campaign now (thesis §3.10). */
+  timeoutNow?(request: TimeoutNowRequest): Promise<void>;
 }
 
 /**
@@ -50,6 +53,8 @@ export interface RaftPeer {
   setConfiguration(members: readonly RaftMember[], options?: RpcOptions): Promise<void>;
   /** Asks this peer (the leader) for a confirmed read index; transports that cannot, leave it out. */
   readIndex?(options?: RpcOptions): Promise<number>;
+  /** Tells this peer to campaign at once (leadership transfer); transports that cannot, leave it out. */
+  timeoutNow?(request: TimeoutNowRequest, options?: RpcOptions): Promise<void>;
   /** Releases connections. */
   close(): Promise<void>;
 }

@@ -223,3 +223,22 @@ describe('linearizable reads without log writes (ReadIndex)', () => {
     expect(await next.read(() => cluster!.machines.get(next.id)!.data.get('r'))).toBe('2');
   });
 });
+
+describe('leadership transfer', () => {
+  it('hands leadership over on request, and on a graceful stop of the leader', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    await leader.command('set t 1');
+    const target = [1, 2, 3].find((id) => id !== leader.id)!;
+    expect(await leader.transferLeadership(target)).toBe(target);
+    expect(cluster.node(target).isLeader()).toBe(true);
+    // A graceful stop of the new leader hands over too: someone else leads as soon as it is gone.
+    const second = cluster.node(target);
+    await cluster.stop(target);
+    const third = [...cluster.nodes.values()].find((n) => n.isRunning && n.isLeader());
+    expect(third).toBeDefined();
+    expect(third!.id).not.toBe(second.id);
+    expect(await third!.command('get t')).toBe('1');
+  });
+});

@@ -251,6 +251,8 @@ export function formatMessage(m: Message): string {
       return `${head} last=${m.lastLogTerm}/${m.lastLogIndex}` + (m.preVote ? ' prevote' : '') + (m.transfer ? ' transfer' : '');
     case 'RequestVoteResponse':
       return `${head} ${m.voteGranted ? 'granted' : 'rejected'}` + (m.preVote ? ' prevote' : '');
+    case 'TimeoutNow':
+      return head;
   }
 }
 

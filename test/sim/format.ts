@@ -46,6 +46,8 @@ export function formatMessage(m: Message): string {
       return `${m.preVote ? 'PreVote' : 'RequestVote'} t${m.term} last=${m.lastLogIndex}/${m.lastLogTerm}`;
     case 'RequestVoteResponse':
       return `${m.preVote ? 'PreVoteResponse' : 'RequestVoteResponse'} t${m.term} ${m.voteGranted ? 'granted' : 'denied'}`;
+    case 'TimeoutNow':
+      return `TimeoutNow t${m.term}`;
   }
 }
 
