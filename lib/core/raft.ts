@@ -335,8 +335,13 @@ export class RaftCore {
     this.releaseConfirmedReads();
   }
 
+  /** A read is confirmed once a quorum (joint: of both sets) answered after it arrived (thesis §6.4). */
+  protected readConfirmed(acks: ReadonlyMap<NodeId, boolean>): boolean {
+    return this.voteOutcome(this.config!, acks) === 'won';
+  }
+
   private releaseConfirmedReads(): void {
-    while (this.pendingReads.length > 0 && this.voteOutcome(this.config!, this.pendingReads[0]!.acks) === 'won') {
+    while (this.pendingReads.length > 0 && this.readConfirmed(this.pendingReads[0]!.acks)) {
       const read = this.pendingReads.shift()!;
       this.readStates.push({ id: read.id, index: read.index });
     }

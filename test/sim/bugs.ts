@@ -23,6 +23,7 @@ export const BUGS = {
   'truncate-after-prev': 'a follower drops everything after prevLogIndex before appending, as the Go model did (§5.3)',
   'reply-before-persist': "the driver sends a Ready's messages before its state is durable (Figure 2)",
   'no-joint-majority': 'during C_old,new only C_new counts, for commits and elections (§6)',
+  'read-without-quorum': 'a leader answers a ReadIndex read without hearing from a quorum first (thesis §6.4): stale reads',
 } as const;
 
 export type BugName = keyof typeof BUGS;
@@ -71,6 +72,13 @@ class TruncateAfterPrevCore extends SimCore {
   }
 }
 
+/** Thesis §6.4 broken: the read index is trusted at once, so a deposed leader can serve stale reads. */
+class ReadWithoutQuorumCore extends SimCore {
+  protected override readConfirmed(): boolean {
+    return true;
+  }
+}
+
 export type CoreFactory = (options: RaftCoreOptions, recovered: RecoveredState) => SimCore;
 
 export function coreFactory(bug: BugName | undefined): CoreFactory {
@@ -81,6 +89,8 @@ export function coreFactory(bug: BugName | undefined): CoreFactory {
       return (o, r) => new NoJointMajorityCore(o, r);
     case 'truncate-after-prev':
       return (o, r) => new TruncateAfterPrevCore(o, r);
+    case 'read-without-quorum':
+      return (o, r) => new ReadWithoutQuorumCore(o, r);
     default:
       return (o, r) => new SimCore(o, r);
   }

@@ -55,6 +55,10 @@ export interface Scenario {
     readonly partitionRate: number;
   };
   readonly clients: ClientParams;
+  /** Share of reads served by ReadIndex (thesis §6.4) instead of through the log. */
+  readonly readIndexRatio: number;
+  /** Mean time between two leadership transfers (thesis §3.10) started by the nemesis. */
+  readonly transferMeanIntervalUs: number;
 }
 
 export interface ScenarioOptions {
@@ -119,6 +123,8 @@ export function drawScenario(rng: Prng, options: ScenarioOptions): Scenario {
       thinkMaxUs: rng.between(5, 40) * ms,
       timeoutUs: rng.between(300, 1_000) * ms,
     },
+    readIndexRatio: 0.5,
+    transferMeanIntervalUs: 2_000 * ms,
   };
   return tuneForBug(rng, base, options.bug);
 }
@@ -164,6 +170,17 @@ function tuneForBug(rng: Prng, s: Scenario, bug: BugName | undefined): Scenario 
         ...s,
         persist: { minUs: 2_000, maxUs: 10_000 },
         crashes: { ...s.crashes, meanIntervalUs: rng.between(50, 200) * ms, maxDownUs: 100 * ms },
+      };
+    case 'read-without-quorum':
+      // Reads mostly through ReadIndex, and new leaders often cut off: a deposed leader that still
+      // believes it leads is where a read without a quorum round goes stale.
+      // Without CheckQuorum the cut-off leader keeps believing it leads for the whole partition.
+      return {
+        ...s,
+        engine: { ...s.engine, checkQuorum: false },
+        readIndexRatio: 1,
+        clients: { ...s.clients, readRatio: 0.6 },
+        crashes: { ...s.crashes, newLeaderRate: 0.8 },
       };
     case 'no-joint-majority':
       // Changes that replace a majority at once, during partitions.

@@ -47,6 +47,7 @@ export interface RunStats {
   saves: number;
   crashes: number;
   networkChanges: number;
+  transfers: number;
   leaderTerms: number;
   maxTerm: number;
   configChangesProposed: number;
@@ -100,6 +101,9 @@ interface SimNode {
   applied: number;
   /** Proposals accepted by this process, by index, waiting to be applied. */
   readonly pending: Map<number, Pending[]>;
+  /** ReadIndex reads (thesis §6.4) this process accepted: waiting for the quorum, then for the apply. */
+  readonly reads: Map<number, { readonly key: string; readonly reply: (r: ClientReply) => void }>;
+  confirmedReads: { readonly index: number; readonly key: string; readonly reply: (r: ClientReply) => void }[];
   seenRole: Role;
   seenTerm: number;
   seenLeader: NodeId;
@@ -127,6 +131,7 @@ class Simulation {
   private readonly tracer: ((line: string) => void) | undefined;
   private quiet = false;
   private failed = false;
+  private nextReadId = 1;
   private linearizabilityMs = 0;
   private readonly stats: RunStats;
   private readonly initialVoters: NodeId[];
@@ -168,6 +173,7 @@ class Simulation {
       saves: 0,
       crashes: 0,
       networkChanges: 0,
+      transfers: 0,
       leaderTerms: 0,
       maxTerm: 0,
       configChangesProposed: 0,
@@ -206,6 +212,7 @@ class Simulation {
     this.scheduleCrash();
     this.scheduleNetworkChange();
     this.scheduleMembershipChange();
+    this.scheduleTransfer();
     this.workload.start();
     this.queue.at(s.durationUs, () => this.calmDown());
     const end = s.durationUs + s.quietUs;
@@ -242,6 +249,8 @@ class Simulation {
       kv: new KvStore(),
       applied: 0,
       pending: new Map(),
+      reads: new Map(),
+      confirmedReads: [],
       seenRole: 'follower',
       seenTerm: 0,
       seenLeader: 0,
@@ -282,6 +291,8 @@ class Simulation {
     node.kv = new KvStore();
     node.applied = recovered.appliedIndex ?? 0;
     node.pending.clear();
+    node.reads.clear();
+    node.confirmedReads = [];
     node.seenRole = core.role;
     node.seenTerm = core.term;
     node.seenLeader = core.leaderId;
@@ -311,6 +322,8 @@ class Simulation {
     node.incarnation++;
     node.saving = false;
     node.pending.clear();
+    node.reads.clear();
+    node.confirmedReads = [];
     this.stats.crashes++;
     this.refreshLive();
     this.checker.nodeCrashed(node.id);
@@ -381,6 +394,13 @@ class Simulation {
   private finish(node: SimNode, ready: Ready, send: boolean): void {
     if (send) this.sendAll(node, ready.messages);
     if (ready.committedEntries.length > 0) this.apply(node, ready.committedEntries);
+    for (const state of ready.readStates) {
+      const read = node.reads.get(state.id);
+      if (!read) continue;
+      node.reads.delete(state.id);
+      node.confirmedReads.push({ index: state.index, ...read });
+    }
+    this.serveReads(node);
     for (const outcome of ready.configurationChanges) {
       if (outcome.status === 'committed') this.stats.configChangesCommitted++;
       else this.stats.configChangesFailed++;
@@ -389,6 +409,18 @@ class Simulation {
       );
     }
     if (node.up) this.call(node, 'advance', (c) => c.advance(ready));
+  }
+
+  /** Answers confirmed ReadIndex reads whose index this node has applied, from its own state machine. */
+  private serveReads(node: SimNode): void {
+    if (node.confirmedReads.length === 0) return;
+    const ready = node.confirmedReads.filter((r) => r.index <= node.applied);
+    node.confirmedReads = node.confirmedReads.filter((r) => r.index > node.applied);
+    for (const read of ready) {
+      const result = node.kv.get(read.key);
+      if (this.tracer) this.trace(`n${node.id} serves a read of ${read.key} at read index ${read.index} → ${formatResult(result)}`);
+      read.reply({ kind: 'ok', result, index: read.index, term: node.core!.term });
+    }
   }
 
   private apply(node: SimNode, entries: readonly Entry[]): void {
@@ -460,6 +492,21 @@ class Simulation {
     this.queue.schedule(this.netRng.between(100, 1_000), () => {
       const node = this.nodes.get(server);
       if (node === undefined || !node.up) return; // no answer: the client times out
+      if (command.op === 'get' && this.netRng.chance(this.scenario.readIndexRatio)) {
+        // A read through ReadIndex: no log entry, answered from this node's state once confirmed.
+        const id = this.nextReadId++;
+        try {
+          node.core!.readIndex(id);
+        } catch (error) {
+          if (error instanceof NotLeaderError) answer({ kind: 'not-leader', leaderId: error.leaderId });
+          else this.engineFailure(node, 'readIndex', error);
+          return;
+        }
+        if (this.tracer) this.trace(`n${node.id} accepts read #${command.id} of ${command.key} from c${command.client} (ReadIndex ${id})`);
+        node.reads.set(id, { key: command.key, reply: answer });
+        this.pump(node);
+        return;
+      }
       let placed: { index: number; term: number } | undefined;
       try {
         placed = node.core!.propose(encodeCommand(command));
@@ -541,6 +588,27 @@ class Simulation {
         this.stats.networkChanges++;
         this.trace(`network isolates new leader n${node.id} (the nemesis hunts a new leader)`);
       }
+    });
+  }
+
+  /** Now and then the leader hands leadership to another voter (thesis §3.10), during all the other faults. */
+  private scheduleTransfer(): void {
+    this.queue.schedule(this.interval(this.scenario.transferMeanIntervalUs), () => {
+      if (this.quiet) return;
+      const leader = this.currentLeader();
+      const voters = leader?.core!.configuration?.voters.filter((id) => id !== leader.id) ?? [];
+      if (leader && voters.length > 0) {
+        const target = this.faultRng.pick(voters);
+        try {
+          leader.core!.transferLeadership(target);
+          this.stats.transfers++;
+          this.trace(`n${leader.id} hands leadership to n${target}`);
+          this.pump(leader);
+        } catch (error) {
+          if (!(error instanceof NotLeaderError) && !(error instanceof ConfigurationChangeError)) this.engineFailure(leader, 'transferLeadership', error);
+        }
+      }
+      this.scheduleTransfer();
     });
   }
 
