@@ -273,7 +273,11 @@ export class RaftCore {
       addresses: { ...config.addresses, ...addresses },
     };
     for (const node of target) {
-      if (node !== this.id && !this.progress.has(node)) this.progress.set(node, new Progress(this.raftLog.lastIndex + 1));
+      if (node !== this.id && !this.progress.has(node)) {
+        const pr = new Progress(this.raftLog.lastIndex + 1);
+        this.progress.set(node, pr);
+        this.sendAppend(node, pr, true); // start catching it up now rather than at the next heartbeat
+      }
     }
     this.advanceChange();
     return id;
