@@ -72,6 +72,15 @@ export interface RaftMemberSpec {
   readonly url?: string;
 }
 
+/** Operational events of a node, for metrics (`events$`). */
+export type RaftNodeEvent =
+  /** An outgoing AppendEntries or RequestVote settled (`ok`: the peer answered). */
+  | { readonly type: 'rpc'; readonly rpc: string; readonly to: NodeId; readonly ms: number; readonly ok: boolean }
+  /** A storage batch became durable, carrying `entries` new entries (group commit). */
+  | { readonly type: 'persist'; readonly entries: number; readonly ms: number }
+  /** An AppendEntries left for `to` with `entries` entries and `bytes` command bytes (0 entries: a heartbeat). */
+  | { readonly type: 'append'; readonly to: NodeId; readonly entries: number; readonly bytes: number };
+
 /** Options of one `command()` call. */
 export interface CommandOptions {
   /** Give up after this long (CommandTimeoutError). Default: the node's `commandTimeoutMs`. */
@@ -141,6 +150,7 @@ export class RaftNode {
   private readonly changeWaiters = new Map<number, Waiter<void>>();
   private readonly stateSubject = new BehaviorSubject<RaftState>({ role: 'stopped', term: 0, leaderId: 0 });
   private readonly commitSubject = new Subject<CommittedEntry>();
+  private readonly eventSubject = new Subject<RaftNodeEvent>();
   private readonly appliedWaiters: Array<{ index: number; resolve: () => void }> = [];
 
   /** Committed entries, in index order, gapless, as they are applied (live only; see {@link commitsFrom}). */
@@ -152,6 +162,9 @@ export class RaftNode {
     map((s) => s.leaderId),
     distinctUntilChanged(),
   );
+
+  /** RPC latencies, persisted batch sizes and AppendEntries sizes, for metrics. Emits only while observed. */
+  readonly events$: Observable<RaftNodeEvent> = this.eventSubject.asObservable();
 
   /** The receiving side of the RPCs, for a transport to deliver into (HTTP controllers, MemoryNetwork). */
   readonly rpcHandler: RaftRpcHandler;
@@ -267,6 +280,7 @@ export class RaftNode {
     await this.storage.close();
     this.commitSubject.complete();
     this.stateSubject.complete();
+    this.eventSubject.complete();
   }
 
   get isRunning(): boolean {
@@ -652,11 +666,13 @@ export class RaftNode {
       for (const message of early) this.send(message);
       try {
         if (ready.hardState || ready.truncateFrom !== undefined || ready.entries.length > 0) {
+          const startedAt = this.eventSubject.observed ? performance.now() : 0;
           await this.storage.save({
             ...(ready.hardState ? { hardState: ready.hardState } : {}),
             ...(ready.truncateFrom !== undefined ? { truncateFrom: ready.truncateFrom } : {}),
             entries: ready.entries,
           });
+          if (startedAt) this.eventSubject.next({ type: 'persist', entries: ready.entries.length, ms: performance.now() - startedAt });
         }
       } catch (error) {
         this.onStorageFailure(error, replies);
@@ -731,6 +747,18 @@ export class RaftNode {
         : message.type === 'RequestVote'
           ? peer.requestVote(message, options)
           : undefined;
+    if (this.eventSubject.observed && call) {
+      const startedAt = performance.now();
+      const rpc = message.type === 'RequestVote' && message.preVote ? 'PreVote' : message.type;
+      if (message.type === 'AppendEntries') {
+        const bytes = message.entries.reduce((sum, e) => sum + e.command.byteLength, 0);
+        this.eventSubject.next({ type: 'append', to: message.to, entries: message.entries.length, bytes });
+      }
+      call.then(
+        () => this.eventSubject.next({ type: 'rpc', rpc, to: message.to, ms: performance.now() - startedAt, ok: true }),
+        () => this.eventSubject.next({ type: 'rpc', rpc, to: message.to, ms: performance.now() - startedAt, ok: false }),
+      );
+    }
     call?.then(
       (response) => {
         // A reply for an engine that has since been replaced (stop/start) means nothing to it.

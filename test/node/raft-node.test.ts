@@ -242,3 +242,19 @@ describe('leadership transfer', () => {
     expect(await third!.command('get t')).toBe('1');
   });
 });
+
+describe('operational events', () => {
+  it('reports persisted batches, AppendEntries sizes and RPC latencies to an observer', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const seen: string[] = [];
+    const subscription = leader.events$.subscribe((e) => seen.push(e.type === 'rpc' ? `rpc ${e.rpc} ${e.ok}` : e.type));
+    await leader.command('set e 1');
+    await new Promise((r) => setTimeout(r, 50));
+    subscription.unsubscribe();
+    expect(seen).toContain('persist');
+    expect(seen).toContain('append');
+    expect(seen).toContain('rpc AppendEntries true');
+  });
+});
