@@ -223,9 +223,9 @@ export class RaftNode {
       for (const [id, url] of this.initialMembers) if (url) addresses[id] = url;
       baseConfiguration = { voters, ...(Object.keys(addresses).length ? { addresses } : {}) };
       await this.storage.save({ entries: [], baseConfiguration });
-      this.logger?.log(`node ${this.id}: bootstrapped a new cluster of [${voters.join(', ')}]`);
+      this.logger?.log(`${this.who()}: bootstrapped a new cluster of [${voters.join(', ')}]`);
     } else if (baseConfiguration && this.initialMembers.size > 0 && !sameIds([...this.initialMembers.keys()].sort((a, b) => a - b), baseConfiguration.voters)) {
-      this.logger?.warn(`node ${this.id}: the peers option differs from the stored configuration; the stored one wins`);
+      this.logger?.warn(`${this.who()}: the peers option differs from the stored configuration; the stored one wins`);
     }
     const appliedIndex = (await this.stateMachine.appliedIndex?.()) ?? 0;
     const ticksOf = (ms: number) => Math.max(1, Math.round(ms / this.timing.tickMs));
@@ -263,7 +263,7 @@ export class RaftNode {
     // A leader that leaves gracefully hands over first, so the others need not wait an election timeout.
     if (this.isLeader() && this.bestTransferTarget() !== undefined) {
       await this.transferLeadership(undefined, { timeoutMs: 2 * this.timing.electionTimeoutMs }).catch((error: unknown) =>
-        this.logger?.warn(`node ${this.id}: leadership transfer before shutdown failed: ${(error as Error).message}`),
+        this.logger?.warn(`${this.who()}: leadership transfer before shutdown failed: ${(error as Error).message}`),
       );
     }
     this.running = false;
@@ -379,7 +379,7 @@ export class RaftNode {
         if (error instanceof AnswerError) throw error.answer; // the state machine's own verdict
         // The session makes every retry safe; these failures only say "not answered (yet)".
         if (!isRetryable(error)) throw error;
-        this.logger?.debug?.(`node ${this.id}: retrying a command after ${(error as Error).message}`);
+        this.logger?.debug?.(`${this.who()}: retrying a command after ${(error as Error).message}`);
       }
       if (Date.now() >= deadline) throw this.leaderId ? new CommandTimeoutError(timeoutMs) : new NotLeaderError(0);
       await this.waitForLeaderChange(this.leaderId === leaderId ? leaderId : -1, Math.min(remaining(), this.timing.electionTimeoutMs), signal);
@@ -732,13 +732,13 @@ export class RaftNode {
   private send(message: Message): void {
     const peer = this.peerFor(message.to);
     if (!peer) {
-      this.logger?.debug?.(`node ${this.id}: no address for node ${message.to}, dropping ${message.type}`);
+      this.logger?.debug?.(`${this.who()}: no address for node ${message.to}, dropping ${message.type}`);
       return;
     }
     const core = this.core;
     const options = { timeoutMs: this.timing.rpcTimeoutMs };
     if (message.type === 'TimeoutNow') {
-      peer.timeoutNow?.(message, options).catch((error: unknown) => this.logger?.debug?.(`node ${this.id}: TimeoutNow to ${message.to} failed: ${(error as Error).message}`));
+      peer.timeoutNow?.(message, options).catch((error: unknown) => this.logger?.debug?.(`${this.who()}: TimeoutNow to ${message.to} failed: ${(error as Error).message}`));
       return;
     }
     const call =
@@ -768,7 +768,7 @@ export class RaftNode {
         core.step({ ...response, from: message.to, to: this.id, ...context } as Message);
         this.schedule();
       },
-      (error: unknown) => this.logger?.debug?.(`node ${this.id}: ${message.type} to ${message.to} failed: ${(error as Error).message}`),
+      (error: unknown) => this.logger?.debug?.(`${this.who()}: ${message.type} to ${message.to} failed: ${(error as Error).message}`),
     );
   }
 
@@ -853,7 +853,7 @@ export class RaftNode {
 
   private onStorageFailure(error: unknown, replies: PendingReply[]): void {
     // The engine has moved past what is durable: continuing could break a promise made to a peer.
-    this.logger?.error(`node ${this.id}: storage failed, stopping: ${(error as Error)?.message ?? String(error)}`);
+    this.logger?.error(`${this.who()}: storage failed, stopping: ${(error as Error)?.message ?? String(error)}`);
     const failure = new StorageFailureError(error);
     for (const r of replies) r.reject(failure);
     this.running = false;
@@ -898,12 +898,17 @@ export class RaftNode {
         peer = this.transport.peer(id, url);
       } catch (error) {
         // e.g. a network transport with no address for this server: it cannot be reached for now
-        this.logger?.debug?.(`node ${this.id}: cannot reach node ${id}: ${(error as Error).message}`);
+        this.logger?.debug?.(`${this.who()}: cannot reach node ${id}: ${(error as Error).message}`);
         return undefined;
       }
       this.peers.set(key, peer);
     }
     return peer;
+  }
+
+  /** `node 3 term 7`: the prefix of every log line, so a line says who and when in Raft's own terms. */
+  private who(): string {
+    return `node ${this.id} term ${this.core?.term ?? 0}`;
   }
 
   private ensureRunning(): void {
