@@ -76,8 +76,27 @@ export {
   RpcTimeoutError,
   TransportClosedError,
   type HttpTransportOptions,
+  type HttpRequestToSign,
+  type HttpTransportTlsOptions,
   type DiscoverIdOptions,
 } from './transport/http-transport.js';
+export {
+  AUTH_HEADERS,
+  AUTH_SCHEME,
+  DEFAULT_AUTH_CLOCK_SKEW_MS,
+  MIN_CLUSTER_SECRET_BYTES,
+  PeerAuthError,
+  RaftRequestVerifier,
+  canonicalRequest,
+  createRaftRequestSigner,
+  type ClusterSecret,
+  type PeerAuthHeaders,
+  type RaftRequestSignerOptions,
+  type RaftRequestVerifierOptions,
+  type SignedRequestParts,
+  type VerifiedPeer,
+} from './transport/auth.js';
+export { NonceReplayCache, type NonceReplayCacheOptions, type NonceVerdict } from './transport/auth-replay-cache.js';
 export {
   WireFormatError,
   RaftHttpError,
@@ -93,7 +112,20 @@ export {
 export { RaftModule } from './nest/raft.module.js';
 export { RaftService } from './nest/raft.service.js';
 export { RaftExceptionFilter } from './nest/raft-exception.filter.js';
-export type { RaftModuleOptions, RaftModuleExtras, RaftOptionsFactory, RaftStorageOption, RaftPostgresOptions } from './nest/raft-module-options.js';
+export type {
+  RaftModuleOptions,
+  RaftModuleExtras,
+  RaftOptionsFactory,
+  RaftStorageOption,
+  RaftPostgresOptions,
+  RaftRpcListenerOptions,
+} from './nest/raft-module-options.js';
+export { RaftRpcListener } from './nest/security/raft-rpc-listener.js';
+export { nodeIdFromCommonName } from './nest/security/peer-certificate.js';
+export { RaftRpcSecurity, type RaftRpcSecurityMode } from './nest/security/raft-rpc-security.js';
+export { RAFT_RPC_SECURITY } from './nest/security/security.constants.js';
+export { CLUSTER_SECRET_ENV, PREVIOUS_CLUSTER_SECRETS_ENV } from './nest/security/cluster-auth.js';
+export type { RaftRateLimitOptions } from './nest/security/rate-limiter.js';
 export { RAFT_MODULE_OPTIONS, RAFT_NODE, RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, DEFAULT_RPC_LIMITS, type RaftRpcLimits } from './nest/raft.constants.js';
 export { createRaftRpcController } from './nest/raft-rpc.controller.js';
 export { InvalidRpcBodyError, parseAppendEntries, parseRequestVote, parseSetConfiguration } from './nest/dto/parse-rpc-body.js';

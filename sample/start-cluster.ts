@@ -1,9 +1,11 @@
 /**
  * `npm start`: a 3-node cluster of the sample on this machine, each node its own process, public API
- * on 127.0.0.1:3001-3003. Embedded PostgreSQL by default (./data/node-N); DATABASE_URL switches to a
- * real server. Ctrl-C stops all three.
+ * on 127.0.0.1:3001-3003, Raft RPCs on their own listeners at 127.0.0.1:4001-4003, signed with a
+ * cluster secret generated for this run (or RAFT_CLUSTER_SECRET when set). Embedded PostgreSQL by
+ * default (./data/node-N); DATABASE_URL switches to a real server. Ctrl-C stops all three.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -12,12 +14,15 @@ const main = join(here, 'src', 'main.js');
 const count = Number(process.env.NODES ?? 3);
 const ids = Array.from({ length: count }, (_, i) => i + 1);
 const urlOf = (id: number) => `http://127.0.0.1:${3000 + id}`;
-const peers = ids.map((id) => `${id}=${urlOf(id)}`).join(',');
+const rpcUrlOf = (id: number) => `http://127.0.0.1:${4000 + id}`;
+const peers = ids.map((id) => `${id}=${rpcUrlOf(id)}`).join(',');
+// The children get the secret through their environment; it is never printed.
+const clusterSecret = process.env.RAFT_CLUSTER_SECRET || randomBytes(32).toString('base64url');
 
 const children = new Map<number, ChildProcess>();
 for (const id of ids) {
   const child = spawn(process.execPath, [main], {
-    env: { ...process.env, NODE_ID: String(id), PORT: String(3000 + id), HOST: '127.0.0.1', PEERS: peers },
+    env: { ...process.env, NODE_ID: String(id), PORT: String(3000 + id), RPC_PORT: String(4000 + id), HOST: '127.0.0.1', PEERS: peers, RAFT_CLUSTER_SECRET: clusterSecret },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const prefix = `[node ${id}] `;
@@ -50,7 +55,7 @@ for (;;) {
   if (leader && statuses.every(Boolean)) {
     console.log('');
     console.log(`cluster up: ${ids.length} nodes`);
-    ids.forEach((id, i) => console.log(`  node ${id}  ${urlOf(id)}  pid ${statuses[i]!.pid}  ${statuses[i]!.role}`));
+    ids.forEach((id, i) => console.log(`  node ${id}  ${urlOf(id)}  (Raft RPCs ${rpcUrlOf(id)}, signed)  pid ${statuses[i]!.pid}  ${statuses[i]!.role}`));
     console.log(`leader: node ${ids[statuses.indexOf(leader)]} (term ${leader.term})`);
     console.log('');
     console.log('try:');

@@ -10,7 +10,7 @@ import { RaftError } from '../core/errors.js';
 import { isJsonContentType } from '../transport/wire.js';
 
 /** A request as Express (or a raw Node server) hands it to a controller. */
-export type RaftHttpRequest = IncomingMessage & { body?: unknown; rawBody?: unknown };
+export type RaftHttpRequest = IncomingMessage & { body?: unknown; rawBody?: unknown; originalUrl?: string };
 
 /** A body that could not be read: `status` is the HTTP status to answer with (400, 413 or 415). */
 export class RequestBodyError extends RaftError {
@@ -64,18 +64,44 @@ export async function readRawBody(req: RaftHttpRequest, limit: number): Promise<
  * most `limit` bytes) when it is `application/json`, `application/*+json` or has no content type.
  */
 export async function readJsonBody(req: RaftHttpRequest, limit: number): Promise<unknown> {
+  checkJsonContentType(req);
+  if (!unread(req)) {
+    if (req.body !== undefined && !Buffer.isBuffer(req.body) && typeof req.body !== 'string') return req.body;
+    if (Buffer.isBuffer(req.rawBody)) return parseJsonBytes(req.rawBody, limit);
+  }
+  return parseJsonBytes(await readRawBody(req, limit), limit);
+}
+
+/** 415 unless the request's content type is JSON (`application/json`, `…+json`) or absent. */
+export function checkJsonContentType(req: RaftHttpRequest): void {
   const contentType = req.headers['content-type'];
   if (contentType !== undefined && !isJsonContentType(contentType)) {
     throw new RequestBodyError(415, 'unsupported_media_type', `expected a JSON body (application/json or application/vnd.raft+json), got ${contentType}`);
   }
-  if (!unread(req)) {
-    if (req.body !== undefined && !Buffer.isBuffer(req.body) && typeof req.body !== 'string') return req.body;
-    if (Buffer.isBuffer(req.rawBody)) return parseJson(req.rawBody, limit);
-  }
-  return parseJson(await readRawBody(req, limit), limit);
 }
 
-function parseJson(bytes: Buffer, limit: number): unknown {
+/**
+ * The exact bytes the client sent, at most `limit` of them, for a signature check: the stream, or what
+ * a raw body parser kept (`req.rawBody`, a Buffer `req.body`). A body that the application's JSON or
+ * text parser already turned into something else cannot be checked: 415, naming the remedies.
+ */
+export async function readExactBody(req: RaftHttpRequest, limit: number): Promise<Buffer> {
+  if (unread(req)) return readStream(req, limit);
+  const bytes = Buffer.isBuffer(req.rawBody) ? req.rawBody : Buffer.isBuffer(req.body) ? req.body : undefined;
+  if (!bytes) {
+    if (req.body === undefined) return Buffer.alloc(0);
+    throw new RequestBodyError(
+      415,
+      'unsupported_media_type',
+      `the application's body parser already consumed this ${req.headers['content-type'] ?? ''} body, so its signature cannot be checked; send application/vnd.raft+json, create the app with { rawBody: true }, or serve the RPCs on their own listener (rpcListener)`,
+    );
+  }
+  if (bytes.length > limit) throw tooLarge(bytes.length, limit);
+  return bytes;
+}
+
+/** Parses JSON bytes (UTF-8, at most `limit`): 413 beyond the limit, 400 with the parser's message otherwise. */
+export function parseJsonBytes(bytes: Buffer, limit: number): unknown {
   if (bytes.length > limit) throw tooLarge(bytes.length, limit);
   if (bytes.length === 0) throw new RequestBodyError(400, 'invalid_json', 'the request body is empty; expected a JSON object');
   let text: string;

@@ -1,10 +1,25 @@
 import type { Type } from '@nestjs/common';
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
+import type { PeerCertificate } from 'node:tls';
 import type { DataSource } from 'typeorm';
 import type { NodeId } from '../core/types.js';
 import type { RaftLogger, RaftTimingOptions } from '../node/options.js';
 import type { RaftStateMachine, RaftStateMachineLike } from '../node/state-machine.js';
 import type { RaftStorage } from '../storage/storage.js';
+import type { ClusterSecret } from '../transport/auth.js';
+import type { HttpTransportTlsOptions } from '../transport/http-transport.js';
 import type { RaftMember, RaftTransport } from '../transport/transport.js';
+import type { RaftRateLimitOptions } from './security/rate-limiter.js';
+
+/** Where the RPC endpoints listen when they have their own server (`rpcListener`). */
+export interface RaftRpcListenerOptions {
+  /** Interface to bind, e.g. a private network's address. Default: all interfaces (as `app.listen`). */
+  readonly host?: string;
+  /** Port (0: any free port, see `RaftRpcListener.address`). Required. */
+  readonly port?: number;
+  /** Serve HTTPS with these options (certificates; `requestCert`/`ca` for mutual TLS, see docs/security.md). */
+  readonly httpsOptions?: HttpsServerOptions;
+}
 
 /** PostgreSQL connection settings for the log (a subset of TypeORM's Postgres options). */
 export interface RaftPostgresOptions {
@@ -60,6 +75,44 @@ export interface RaftModuleOptions extends RaftTimingOptions {
   readonly transport?: RaftTransport;
   /** Largest request body the RPC endpoints accept, in bytes. Default 8 MiB. */
   readonly bodyLimitBytes?: number;
+  /**
+   * The cluster's shared secret (at least 16 bytes; the same on every node): every RPC is signed with
+   * HMAC-SHA256 under it and verified by the receiver. Default: the environment variable
+   * `RAFT_CLUSTER_SECRET`. Required as soon as the cluster can have more than one node (more than one
+   * peer, or peers left out to join), unless {@link insecureNoAuth}. Never logged.
+   */
+  readonly clusterSecret?: ClusterSecret;
+  /**
+   * Secrets also accepted when verifying (never used to sign), during a rotation. Default: the
+   * comma-separated environment variable `RAFT_PREVIOUS_CLUSTER_SECRETS`. At most 4.
+   */
+  readonly previousClusterSecrets?: readonly ClusterSecret[];
+  /**
+   * Serve the RPC endpoints without authentication. Anyone who can reach them can then rewrite this
+   * node's log: only for a network nobody else can reach. Default false.
+   */
+  readonly insecureNoAuth?: boolean;
+  /** Largest difference between a signed request's timestamp and this node's clock, in ms. Default 30 000. */
+  readonly authClockSkewMs?: number;
+  /** Throttling of unauthenticated RPC requests per address (`false`: none). Default 32 at once, 8 per second. */
+  readonly unauthenticatedRateLimit?: RaftRateLimitOptions | false;
+  /**
+   * Address of the RPCs' own listener, when the module extra `rpcListener` is `true` (for
+   * `forRootAsync`, whose options are only known at run time). Ignored otherwise.
+   */
+  readonly rpcListener?: RaftRpcListenerOptions;
+  /**
+   * TLS settings of this node's requests to `https:` peers: the CA that signed their certificates and,
+   * for mutual TLS, this node's certificate and key.
+   */
+  readonly peerTls?: HttpTransportTlsOptions;
+  /**
+   * Mutual TLS: the node id a peer's client certificate stands for (e.g. `nodeIdFromCommonName()`).
+   * When set, every RPC must arrive over TLS with a certificate the listener verified (its
+   * `httpsOptions` with `requestCert` and `ca`), and the certificate's node must be the one that
+   * signed the request (401 without one, 403 for another node's). Requires {@link clusterSecret}.
+   */
+  readonly peerCertificateNodeId?: (certificate: PeerCertificate) => NodeId | undefined;
   /** Default: Nest's Logger with context `Raft(<nodeId>)`. */
   readonly logger?: RaftLogger;
 }
@@ -70,6 +123,12 @@ export interface RaftModuleExtras {
   readonly isGlobal?: boolean;
   /** Path prefix of the RPC endpoints. Default `/raft` (the Go model's paths). */
   readonly path?: string;
+  /**
+   * Serve the RPC endpoints on their own HTTP server (`{ host, port }`), not on the application's: the
+   * public port then never serves `{path}/*`. `true`: take the address from the options' `rpcListener`
+   * (for `forRootAsync`). Point this node's `url` (and the peers' urls) at this listener. Default: off.
+   */
+  readonly rpcListener?: RaftRpcListenerOptions | boolean;
 }
 
 /** What `forRootAsync({ useClass })` / `({ useExisting })` instantiates: it makes the options. */

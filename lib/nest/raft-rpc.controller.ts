@@ -2,12 +2,14 @@
  * The receiving side of the RPCs over HTTP: the Go model's five endpoints under a path prefix
  * (default `/raft`), delivering into the {@link RaftRpcHandler} provided as {@link RAFT_RPC_HANDLER}.
  *
- * Every body is read with a limit, validated (DTOs in `dto/`) and converted before the handler sees
- * it; a malformed one is answered 400 (413 when too large, 415 when not JSON) with a message naming
- * each broken constraint, and changes nothing. Answers are written directly, not through Nest's
- * exception filters, so that peers always get the wire format of `wire.ts`.
+ * Every body is read with a limit, authenticated (when the module provides {@link RaftRpcSecurity}:
+ * the signature over the exact bytes received, before any parsing), validated (DTOs in `dto/`), bound
+ * to its signer, and converted before the handler sees it; a refused one is answered 4xx with a message
+ * (429, 401, 415, 413, 412, 400 naming each broken constraint, 403, 410 — see `security/`) and changes
+ * nothing. Answers are written directly, not through Nest's exception filters, so that peers always
+ * get the wire format of `wire.ts`.
  */
-import { Controller, Get, Inject, Logger, Post, Req, Res, type Type } from '@nestjs/common';
+import { Controller, Get, Inject, Logger, Optional, Post, Req, Res, type Type } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
 import type { NodeId } from '../core/types.js';
 import { HttpTransport } from '../transport/http-transport.js';
@@ -25,9 +27,12 @@ import {
   type ErrorBody,
   type WirePeer,
 } from '../transport/wire.js';
+import { PeerAuthError } from '../transport/auth.js';
 import { InvalidRpcBodyError, parseAppendEntries, parseRequestVote, parseSetConfiguration } from './dto/parse-rpc-body.js';
 import { RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, type RaftRpcLimits } from './raft.constants.js';
-import { RequestBodyError, readJsonBody, readRawBody, type RaftHttpRequest } from './raft-body.js';
+import { RequestBodyError, checkJsonContentType, parseJsonBytes, readJsonBody, readRawBody, type RaftHttpRequest } from './raft-body.js';
+import type { AdmittedRpc, RaftRpcSecurity } from './security/raft-rpc-security.js';
+import { RAFT_RPC_SECURITY } from './security/security.constants.js';
 
 /** Longest timeout a caller may ask for in the timeout header (a day). */
 const MAX_TIMEOUT_MS = 24 * 60 * 60 * 1000;
@@ -57,9 +62,11 @@ class WrongNodeError extends Error {
  * | `POST command` | the command's bytes, `application/octet-stream` | `{ result }` after commit |
  * | `POST setconfiguration` | `{ peers: [{ id?, url? }] }` | `{ success: true }` after C_new commits |
  *
- * Errors: 400 malformed, 409 `wrong_node` or a refused membership change (`reason`), 413 too large,
- * 415 wrong content type, 421 not the leader (`leader_id`, `leader_url`), 503 leadership lost or node
- * stopped, 504 timeout.
+ * Errors: 400 malformed, 401 unauthenticated (missing, forged, stale or replayed signature), 403 the
+ * body speaks for another node than the signer, 409 `wrong_node` or a refused membership change
+ * (`reason`), 410 the sender was removed from the cluster, 412 signed for another cluster, 413 too
+ * large, 415 wrong content type, 421 not the leader (`leader_id`, `leader_url`), 429 too many
+ * unauthenticated requests, 503 leadership lost or node stopped, 504 timeout.
  */
 export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX): Type<unknown> {
   const prefix = normalizePathPrefix(pathPrefix);
@@ -71,11 +78,17 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
     constructor(
       @Inject(RAFT_RPC_HANDLER) private readonly handler: RaftRpcHandler,
       @Inject(RAFT_RPC_LIMITS) private readonly limits: RaftRpcLimits,
+      @Optional() @Inject(RAFT_RPC_SECURITY) private readonly security?: RaftRpcSecurity,
     ) {}
 
-    /** `GET {prefix}/id`: how an HTTP peer learns who answers at an address (the Go model's `idHandler`). */
+    /** `GET {prefix}/id`: how an HTTP peer learns who answers at an address (the Go model's `idHandler`). Public, throttled. */
     @Get(RPC_PATHS.id)
-    id(@Res() res: ServerResponse): void {
+    id(@Req() req: RaftHttpRequest, @Res() res: ServerResponse): void | Promise<void> {
+      try {
+        this.security?.admitAnonymous(req);
+      } catch (error) {
+        return this.serve(req, res, false, () => Promise.reject(error));
+      }
       const body = String(this.handler.id);
       res.statusCode = 200;
       res.setHeader('content-type', 'text/plain; charset=utf-8');
@@ -87,7 +100,9 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
     appendEntries(@Req() req: RaftHttpRequest, @Res() res: ServerResponse): Promise<void> {
       return this.serve(req, res, false, async () => {
         this.checkAddressee(req);
-        const request = parseAppendEntries(await readJsonBody(req, this.limits.bodyLimitBytes), this.limits, this.handler.id);
+        const { json, peer } = await this.readJson(req);
+        const request = parseAppendEntries(json, this.limits, this.handler.id);
+        this.authorize(req, peer, { id: request.from, field: 'leader_id', term: request.term });
         return encodeAppendEntriesResult(await this.handler.appendEntries(request));
       });
     }
@@ -96,7 +111,9 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
     requestVote(@Req() req: RaftHttpRequest, @Res() res: ServerResponse): Promise<void> {
       return this.serve(req, res, false, async () => {
         this.checkAddressee(req);
-        const request = parseRequestVote(await readJsonBody(req, this.limits.bodyLimitBytes), this.handler.id);
+        const { json, peer } = await this.readJson(req);
+        const request = parseRequestVote(json, this.handler.id);
+        this.authorize(req, peer, { id: request.from, field: 'candidate_id', term: request.term });
         return encodeRequestVoteResult(await this.handler.requestVote(request));
       });
     }
@@ -106,8 +123,16 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
     command(@Req() req: RaftHttpRequest, @Res() res: ServerResponse): Promise<void> {
       return this.serve(req, res, false, async () => {
         this.checkAddressee(req);
+        const limit = Math.min(this.limits.bodyLimitBytes, this.limits.maxCommandBytes);
+        let command: Buffer;
+        if (this.authenticating) {
+          const peer = await this.security!.authenticate(req, { bodyLimit: limit });
+          this.authorize(req, peer, {});
+          command = peer.body;
+        } else {
+          command = await readRawBody(req, limit);
+        }
         const options = this.callOptions(req, res);
-        const command = await readRawBody(req, Math.min(this.limits.bodyLimitBytes, this.limits.maxCommandBytes));
         const answer = await this.handler.command(new Uint8Array(command.buffer, command.byteOffset, command.byteLength), options);
         const result = encodeAnswer(answer);
         return result === undefined ? {} : { result };
@@ -119,27 +144,52 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
     setConfiguration(@Req() req: RaftHttpRequest, @Res() res: ServerResponse): Promise<void> {
       return this.serve(req, res, true, async () => {
         this.checkAddressee(req);
+        const { json, peer } = await this.readJson(req);
+        const peers = parseSetConfiguration(json);
+        this.authorize(req, peer, {});
         const options = this.callOptions(req, res);
-        const peers = parseSetConfiguration(await readJsonBody(req, this.limits.bodyLimitBytes));
         const members = await this.resolveMembers(peers, options);
         await this.handler.setConfiguration(members, options);
         return { success: true };
       });
     }
 
+    /** Whether requests are authenticated (a security provider that is not in `open` mode). */
+    private get authenticating(): boolean {
+      return this.security !== undefined && this.security.mode !== 'open';
+    }
+
+    /**
+     * The JSON body: authenticated first when the module asks for it (signature over the exact bytes,
+     * then parsed), else read as before (what the application's JSON parser made, or the stream).
+     */
+    private async readJson(req: RaftHttpRequest): Promise<{ json: unknown; peer?: AdmittedRpc }> {
+      const limit = this.limits.bodyLimitBytes;
+      if (!this.authenticating) return { json: await readJsonBody(req, limit) };
+      const peer = await this.security!.authenticate(req, { bodyLimit: limit, beforeBody: () => checkJsonContentType(req) });
+      return { json: parseJsonBytes(peer.body, limit), peer };
+    }
+
+    private authorize(req: RaftHttpRequest, peer: AdmittedRpc | undefined, claim: { id?: NodeId; field?: string; term?: number }): void {
+      if (peer) this.security!.authorize(peer, claim, req);
+    }
+
     /** Runs `work` and writes its result, or the error's status and body. */
     private async serve(req: RaftHttpRequest, res: ServerResponse, withSuccessFlag: boolean, work: () => Promise<object>): Promise<void> {
       let status = 200;
       let body: object;
+      let retryAfter: number | undefined;
       try {
         body = await work();
       } catch (error) {
+        if (error instanceof PeerAuthError) retryAfter = error.retryAfterSeconds;
         ({ status, body } = this.describeError(error));
         if (withSuccessFlag) body = { success: false, ...body };
       }
       if (res.headersSent || res.writableEnded || res.destroyed) return;
       const text = JSON.stringify(body);
       res.statusCode = status;
+      if (retryAfter !== undefined) res.setHeader('retry-after', String(retryAfter));
       res.setHeader('content-type', 'application/json; charset=utf-8');
       res.setHeader('content-length', Buffer.byteLength(text));
       // A body left unread (too large, wrong type) is not drained: the connection is closed instead.
@@ -152,6 +202,7 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
         return { status: 400, body: { error: error.message, message: error.message, code: 'invalid_body', issues: error.issues } };
       }
       if (error instanceof RequestBodyError) return { status: error.status, body: { error: error.message, message: error.message, code: error.code } };
+      if (error instanceof PeerAuthError) return { status: error.status, body: { error: error.message, message: error.message, code: error.code } };
       if (error instanceof WrongNodeError) return { status: 409, body: { error: error.message, message: error.message, code: 'wrong_node' } };
       const wire = errorToWire(error);
       if (wire.status >= 500 && wire.body.code === 'internal') this.logger.error(`RPC failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);

@@ -3,7 +3,9 @@ import { ModuleRef } from '@nestjs/core';
 import type { RaftNode } from '../node/raft-node.js';
 import { resolveTiming } from '../node/options.js';
 import type { RaftModuleExtras, RaftModuleOptions } from './raft-module-options.js';
-import { createRaftNodeFromOptions } from './raft-node.factory.js';
+import { createRaftNodeFromOptions, createRaftRpcSecurity } from './raft-node.factory.js';
+import { RaftRpcListener, type RaftRpcListenerExtra } from './security/raft-rpc-listener.js';
+import { RAFT_RPC_LISTENER_EXTRA, RAFT_RPC_SECURITY } from './security/security.constants.js';
 import { DEFAULT_RPC_LIMITS, RAFT_MODULE_OPTIONS, RAFT_NODE, RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, type RaftRpcLimits } from './raft.constants.js';
 import { createRaftRpcController } from './raft-rpc.controller.js';
 import { RaftService } from './raft.service.js';
@@ -16,13 +18,24 @@ const RAFT_PATH_PREFIX = Symbol('RAFT_PATH_PREFIX');
 const { ConfigurableModuleClass } = new ConfigurableModuleBuilder<RaftModuleOptions>({ optionsInjectionToken: RAFT_MODULE_OPTIONS })
   .setClassMethodName('forRoot')
   .setFactoryMethodName('createRaftOptions')
-  .setExtras<RaftModuleExtras>({ isGlobal: false, path: DEFAULT_PATH }, (definition, extras) => {
+  // rpcListener is listed (undefined) so that forRoot keeps it out of the options object.
+  .setExtras<RaftModuleExtras>({ isGlobal: false, path: DEFAULT_PATH, rpcListener: undefined }, (definition, extras) => {
     const path = extras.path ?? DEFAULT_PATH;
+    const listener = extras.rpcListener;
+    const separate = listener !== undefined && listener !== false;
     return {
       ...definition,
       global: extras.isGlobal ?? false,
-      controllers: [...(definition.controllers ?? []), createRaftRpcController(path)],
-      providers: [...(definition.providers ?? []), { provide: RAFT_PATH_PREFIX, useValue: path }],
+      // With a separate listener, the application itself never serves the RPC routes.
+      controllers: [...(definition.controllers ?? []), ...(separate ? [] : [createRaftRpcController(path)])],
+      providers: [
+        ...(definition.providers ?? []),
+        { provide: RAFT_PATH_PREFIX, useValue: path },
+        ...(separate
+          ? [{ provide: RAFT_RPC_LISTENER_EXTRA, useValue: { listener, path } satisfies RaftRpcListenerExtra }, RaftRpcListener]
+          : []),
+      ],
+      exports: [...(definition.exports ?? []), ...(separate ? [RaftRpcListener] : [])],
     };
   })
   .build();
@@ -50,6 +63,11 @@ const providers: Provider[] = [
     },
     inject: [RAFT_MODULE_OPTIONS],
   },
+  {
+    provide: RAFT_RPC_SECURITY,
+    useFactory: (options: RaftModuleOptions, node: RaftNode) => createRaftRpcSecurity(options, node),
+    inject: [RAFT_MODULE_OPTIONS, RAFT_NODE],
+  },
   RaftService,
 ];
 
@@ -64,7 +82,9 @@ const providers: Provider[] = [
  * ```
  *
  * It registers the RPC endpoints (`GET {path}/id`, `POST {path}/appendentries`, `/requestvote`,
- * `/command`, `/setconfiguration`; `path` defaults to `/raft`) and provides {@link RaftService}.
+ * `/command`, `/setconfiguration`; `path` defaults to `/raft`) — on the application, or on their own
+ * server with the extra `rpcListener: { host, port }` — and provides {@link RaftService}. Peers sign
+ * every RPC with the cluster secret (`clusterSecret`); see docs/security.md.
  * `forRootAsync({ imports, inject, useFactory | useClass | useExisting, isGlobal, path })` takes the
  * options from other providers (e.g. ConfigService); a `useClass`/`useExisting` class implements
  * {@link RaftOptionsFactory}.

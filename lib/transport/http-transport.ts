@@ -53,9 +53,40 @@ export interface HttpTransportOptions {
    * its own body limit; use `application/json` for a receiver that only accepts that.
    */
   readonly contentType?: string;
-  /** Extra headers on every request, for example for authentication between peers. */
+  /** Extra headers on every request (informational ones; peers authenticate through {@link sign}). */
   readonly headers?: Readonly<Record<string, string>> | (() => Readonly<Record<string, string>>);
+  /**
+   * Signs each request: called for every attempt (a retry is signed again, with a fresh nonce) with the
+   * method, path, exact body bytes and headers, it returns headers to add — the cluster's HMAC
+   * signature (`createRaftRequestSigner`), which `RaftModule` sets up for its own transport.
+   */
+  readonly sign?: (request: HttpRequestToSign) => Readonly<Record<string, string>>;
+  /**
+   * TLS settings for `https:` peers: the CA to trust, and this node's client certificate and key for
+   * mutual TLS (see docs/security.md). Ignored for `http:` peers.
+   */
+  readonly tls?: HttpTransportTlsOptions;
 }
+
+/** TLS settings of an {@link HttpTransport} (a subset of `https.AgentOptions`). */
+export type HttpTransportTlsOptions = Pick<https.AgentOptions, 'ca' | 'cert' | 'key' | 'pfx' | 'passphrase' | 'servername' | 'rejectUnauthorized' | 'checkServerIdentity' | 'minVersion'>;
+
+/** What {@link HttpTransportOptions.sign} is given: everything a signature has to cover. */
+export interface HttpRequestToSign {
+  readonly method: 'GET' | 'POST';
+  readonly url: URL;
+  /** Path and query as they appear in the request line (`/raft/appendentries`). */
+  readonly path: string;
+  /** The exact bytes of the body (empty for a GET). */
+  readonly body: Uint8Array;
+  /** The node the request is meant for, when known. */
+  readonly to?: NodeId;
+  /** The request's other headers (`x-raft-to`, `x-raft-timeout-ms`, content type …). */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** Options with the defaults filled in. */
+type ResolvedHttpTransportOptions = Required<Omit<HttpTransportOptions, 'headers' | 'sign' | 'tls'>> & Pick<HttpTransportOptions, 'headers' | 'sign' | 'tls'>;
 
 export const HTTP_TRANSPORT_DEFAULTS = {
   pathPrefix: DEFAULT_PATH_PREFIX,
@@ -66,7 +97,7 @@ export const HTTP_TRANSPORT_DEFAULTS = {
   maxSocketsPerPeer: 16,
   maxResponseBytes: 64 * 1024 * 1024,
   contentType: RAFT_JSON_CONTENT_TYPE,
-} as const satisfies Required<Omit<HttpTransportOptions, 'headers'>>;
+} as const satisfies Required<Omit<HttpTransportOptions, 'headers' | 'sign' | 'tls'>>;
 
 /** A peer failed recently and is being left alone for a while; the call was not attempted. */
 export class PeerUnavailableError extends PeerUnreachableError {
@@ -97,6 +128,8 @@ export class TransportClosedError extends RaftError {
   }
 }
 
+const EMPTY_BODY = new Uint8Array(0);
+
 /** A received HTTP answer. */
 interface HttpAnswer {
   readonly status: number;
@@ -108,6 +141,8 @@ interface RequestSpec {
   readonly url: URL;
   readonly headers: Record<string, string>;
   readonly body?: Buffer;
+  /** Headers computed per attempt (a signature with a fresh nonce). */
+  readonly sign?: () => Readonly<Record<string, string>>;
   readonly timeoutMs: number;
   /** What a timeout rejects with. */
   readonly onTimeout: () => Error;
@@ -116,6 +151,8 @@ interface RequestSpec {
   /** Safe to send twice: retried once when a kept-alive socket turns out to have been closed by the server. */
   readonly idempotent: boolean;
   readonly agent: http.Agent | undefined;
+  /** TLS settings of a request without its own agent (an id lookup). */
+  readonly tls?: HttpTransportTlsOptions;
   readonly maxResponseBytes: number;
   readonly signal?: AbortSignal;
   /** Calls in flight, so that closing can abandon them. */
@@ -155,7 +192,18 @@ function sendRequest(spec: RequestSpec): Promise<HttpAnswer> {
     const attempt = (mayRetry: boolean) => {
       const headers: Record<string, string> = { ...spec.headers };
       if (spec.body) headers['content-length'] = String(spec.body.length);
-      const req = client.request(spec.url, { method: spec.method, agent: spec.agent, headers }, (res) => {
+      if (spec.sign) {
+        let signed: Readonly<Record<string, string>>;
+        try {
+          signed = spec.sign();
+        } catch (error) {
+          finish(error);
+          return;
+        }
+        Object.assign(headers, signed);
+      }
+      const tls = spec.agent === undefined && spec.url.protocol === 'https:' ? spec.tls : undefined;
+      const req = client.request(spec.url, { method: spec.method, agent: spec.agent, headers, ...tls }, (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (chunk: Buffer) => {
@@ -240,6 +288,8 @@ function endpoint(base: URL, prefix: string, path: string): URL {
 export interface DiscoverIdOptions extends RpcOptions {
   readonly pathPrefix?: string;
   readonly headers?: Readonly<Record<string, string>>;
+  /** For an `https:` url. */
+  readonly tls?: HttpTransportTlsOptions;
 }
 
 /**
@@ -305,13 +355,13 @@ export class HttpPeer implements RaftPeer {
     readonly id: NodeId,
     /** The peer's base URL (the RPCs live under `{url}{pathPrefix}`). */
     readonly url: string,
-    private readonly options: Required<Omit<HttpTransportOptions, 'headers'>> & Pick<HttpTransportOptions, 'headers'>,
+    private readonly options: ResolvedHttpTransportOptions,
     private readonly onClose?: (peer: HttpPeer) => void,
   ) {
     this.base = checkUrl(url);
     this.prefix = normalizePathPrefix(options.pathPrefix);
     const agentOptions = { keepAlive: true, maxSockets: options.maxSocketsPerPeer };
-    this.agent = this.base.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+    this.agent = this.base.protocol === 'https:' ? new https.Agent({ ...agentOptions, ...options.tls }) : new http.Agent(agentOptions);
     this.backoff = new Backoff(options.backoffInitialMs, options.backoffMaxMs);
   }
 
@@ -391,12 +441,15 @@ export class HttpPeer implements RaftPeer {
     if (body) headers['content-type'] = body.contentType;
     if (sendTo) headers[TO_HEADER] = String(this.id);
     if (kind === 'command') headers[TIMEOUT_HEADER] = String(timeoutMs);
+    const sign = this.options.sign;
+    const bytes = body?.data ?? EMPTY_BODY;
     try {
       const answer = await sendRequest({
         method,
         url,
         headers,
         ...(body ? { body: body.data } : {}),
+        ...(sign ? { sign: () => sign({ method, url, path: url.pathname + url.search, body: bytes, to: this.id, headers }) } : {}),
         timeoutMs,
         onTimeout: () => (kind === 'rpc' ? new RpcTimeoutError(timeoutMs, `${path} to node ${this.id}`) : new CommandTimeoutError(timeoutMs)),
         onAbort: (signal) => (kind === 'rpc' ? abortReason(signal) : new CommandAbortedError()),
@@ -423,7 +476,7 @@ export class HttpPeer implements RaftPeer {
  * each with its own keep-alive connections and backoff, until the transport closes.
  */
 export class HttpTransport implements RaftTransport {
-  private readonly options: Required<Omit<HttpTransportOptions, 'headers'>> & Pick<HttpTransportOptions, 'headers'>;
+  private readonly options: ResolvedHttpTransportOptions;
   private readonly peers = new Map<string, HttpPeer>();
   private readonly lookups = new Set<(error: Error) => void>();
   private closed = false;
@@ -471,7 +524,8 @@ export class HttpTransport implements RaftTransport {
       timeoutMs: options?.timeoutMs ?? this.options.rpcTimeoutMs,
       ...(options?.signal ? { signal: options.signal } : {}),
       ...(headers ? { headers } : {}),
-    }, this.lookups);
+      ...(this.options.tls ? { tls: this.options.tls } : {}),
+    }, this.lookups, this.options.sign);
   }
 
   /** The id of the server at `url` (`GET {url}{pathPrefix}/id`), without a transport. */
@@ -489,19 +543,27 @@ export class HttpTransport implements RaftTransport {
   }
 }
 
-async function lookupId(url: string, options: DiscoverIdOptions, inflight?: Set<(error: Error) => void>): Promise<NodeId> {
+async function lookupId(
+  url: string,
+  options: DiscoverIdOptions,
+  inflight?: Set<(error: Error) => void>,
+  sign?: HttpTransportOptions['sign'],
+): Promise<NodeId> {
   const base = checkUrl(url);
   const timeoutMs = options.timeoutMs ?? HTTP_TRANSPORT_DEFAULTS.rpcTimeoutMs;
   const target = endpoint(base, normalizePathPrefix(options.pathPrefix ?? DEFAULT_PATH_PREFIX), RPC_PATHS.id);
+  const headers = { ...options.headers, accept: 'text/plain' };
   const answer = await sendRequest({
     method: 'GET',
     url: target,
-    headers: { ...options.headers, accept: 'text/plain' },
+    headers,
+    ...(sign ? { sign: () => sign({ method: 'GET', url: target, path: target.pathname + target.search, body: EMPTY_BODY, headers }) } : {}),
     timeoutMs,
     onTimeout: () => new RpcTimeoutError(timeoutMs, `GET ${target.href}`),
     onAbort: abortReason,
     idempotent: true,
     agent: undefined,
+    ...(options.tls ? { tls: options.tls } : {}),
     maxResponseBytes: 1024,
     ...(options.signal ? { signal: options.signal } : {}),
     ...(inflight ? { inflight } : {}),

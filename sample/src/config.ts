@@ -4,9 +4,14 @@
  * | variable | meaning | default |
  * |---|---|---|
  * | `NODE_ID` | this node's id (positive integer) | required |
- * | `HOST`, `PORT` | where the HTTP API (and the Raft RPCs) listen | `127.0.0.1`, `3000 + NODE_ID` |
- * | `PUBLIC_URL` | how peers reach this node | `http://HOST:PORT` |
- * | `PEERS` | the initial cluster: `1=http://127.0.0.1:3001,2=…` (this node included); empty to join a running cluster | empty |
+ * | `HOST`, `PORT` | where the public HTTP API (`/kv`, `/cluster`) listens | `127.0.0.1`, `3000 + NODE_ID` |
+ * | `RPC_HOST`, `RPC_PORT` | where the Raft RPCs (`/raft/*`) listen, on their own server; `RPC_PORT=none` serves them on the public port instead (not recommended) | `HOST`, `4000 + NODE_ID` |
+ * | `PUBLIC_URL` | how peers reach this node's Raft RPCs | `http://RPC_HOST:RPC_PORT` |
+ * | `PEERS` | the initial cluster: `1=http://127.0.0.1:4001,2=…` (the peers' RPC urls, this node included); empty to join a running cluster | empty |
+ * | `RAFT_CLUSTER_SECRET` | the cluster's shared secret (same on every node, ≥ 16 bytes); required unless the cluster is this node alone | — |
+ * | `RAFT_PREVIOUS_CLUSTER_SECRETS` | comma-separated secrets still accepted during a rotation | empty |
+ * | `RAFT_INSECURE_NO_AUTH` | `1`: serve the RPCs without authentication (a private development network only) | off |
+ * | `ADMIN_TOKEN` | when set, `POST/DELETE /cluster/members` require `authorization: Bearer <token>` | unset (open) |
  * | `DATABASE_URL` | a PostgreSQL server for the log | embedded PostgreSQL under `DATA_DIR` |
  * | `DATA_DIR` | embedded PostgreSQL's directory | `./data/node-<NODE_ID>` |
  * | `CLUSTER_ID` | keeps several clusters apart in one database | `default` |
@@ -16,12 +21,19 @@ export interface SampleConfig {
   nodeId: number;
   host: string;
   port: number;
+  /** How peers reach this node's Raft RPCs (the RPC listener's URL, or the public one with `RPC_PORT=none`). */
   url: string;
+  /** The Raft RPCs' own listener; undefined: they are served on the public port. */
+  rpc?: { host: string; port: number };
   peers: { id: number; url: string }[];
   databaseUrl?: string;
   dataDir: string;
   clusterId: string;
   electionTimeoutMs: number;
+  clusterSecret?: string;
+  previousClusterSecrets?: string[];
+  insecureNoAuth?: boolean;
+  adminToken?: string;
 }
 
 export function parsePeers(text: string | undefined): { id: number; url: string }[] {
@@ -34,20 +46,34 @@ export function parsePeers(text: string | undefined): { id: number; url: string 
   });
 }
 
+function port(name: string, text: string | undefined, fallback: number): number {
+  const value = Number(text ?? fallback);
+  if (!Number.isSafeInteger(value) || value < 0 || value > 65535) throw new Error(`${name} must be a port number, got ${JSON.stringify(text)}`);
+  return value;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): SampleConfig {
   const nodeId = Number(env.NODE_ID);
   if (!Number.isSafeInteger(nodeId) || nodeId <= 0) throw new Error(`NODE_ID must be a positive integer, got ${JSON.stringify(env.NODE_ID)}`);
   const host = env.HOST ?? '127.0.0.1';
-  const port = Number(env.PORT ?? 3000 + nodeId);
+  const publicPort = port('PORT', env.PORT, 3000 + nodeId);
+  const inline = env.RPC_PORT?.toLowerCase() === 'none';
+  const rpc = inline ? undefined : { host: env.RPC_HOST ?? host, port: port('RPC_PORT', env.RPC_PORT, 4000 + nodeId) };
+  const previous = env.RAFT_PREVIOUS_CLUSTER_SECRETS?.split(',').map((s) => s.trim()).filter((s) => s !== '');
   return {
     nodeId,
     host,
-    port,
-    url: env.PUBLIC_URL ?? `http://${host}:${port}`,
+    port: publicPort,
+    url: env.PUBLIC_URL ?? (rpc ? `http://${rpc.host}:${rpc.port}` : `http://${host}:${publicPort}`),
+    ...(rpc ? { rpc } : {}),
     peers: parsePeers(env.PEERS),
     ...(env.DATABASE_URL ? { databaseUrl: env.DATABASE_URL } : {}),
     dataDir: env.DATA_DIR ?? `./data/node-${nodeId}`,
     clusterId: env.CLUSTER_ID ?? 'default',
     electionTimeoutMs: Number(env.ELECTION_TIMEOUT_MS ?? 250),
+    ...(env.RAFT_CLUSTER_SECRET ? { clusterSecret: env.RAFT_CLUSTER_SECRET } : {}),
+    ...(previous?.length ? { previousClusterSecrets: previous } : {}),
+    ...(env.RAFT_INSECURE_NO_AUTH === '1' || env.RAFT_INSECURE_NO_AUTH === 'true' ? { insecureNoAuth: true } : {}),
+    ...(env.ADMIN_TOKEN ? { adminToken: env.ADMIN_TOKEN } : {}),
   };
 }

@@ -11,6 +11,7 @@ import {
   Post,
   Put,
   ValidationPipe,
+  type PipeTransform,
 } from '@nestjs/common';
 import { Allow, IsDefined } from 'class-validator';
 import { RaftService } from '../../lib/index.js';
@@ -18,6 +19,51 @@ import type { KvAnswer, KvCommand } from './kv.state-machine.js';
 
 const MAX_KEY_LENGTH = 256;
 const MAX_VALUE_BYTES = 64 * 1024;
+/** Deepest nesting of a request body (the body object is level 1). */
+const MAX_BODY_DEPTH = 32;
+/** Names of Object.prototype's members: never a field of a body. */
+const OBJECT_PROTOTYPE_KEYS: ReadonlySet<string> = new Set(Object.getOwnPropertyNames(Object.prototype));
+/** Most values (objects, arrays and scalars together) in one body. */
+const MAX_BODY_NODES = 10_000;
+
+/**
+ * Checks a body's JSON shape before anything recursive sees it (class-transformer, JSON.stringify and
+ * the state machine recurse; a deeply nested value would overflow their stacks and answer 500): a JSON
+ * object — not an array, a string or nothing — nested at most {@link MAX_BODY_DEPTH} deep, with at most
+ * {@link MAX_BODY_NODES} values, and no key named `__proto__` or like another member of Object.prototype
+ * (`constructor`, `toString` …). Iterative, so any input is safe.
+ */
+class JsonObjectPipe implements PipeTransform {
+  transform(body: unknown): unknown {
+    // No body, or one the JSON parser skipped (another content type): the DTO's checks name what is missing.
+    if (body === undefined) return {};
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      throw new BadRequestException(`the body must be a JSON object, not ${body === null ? 'null' : Array.isArray(body) ? 'an array' : `a ${typeof body}`}`);
+    }
+    const stack: Array<{ value: unknown; depth: number }> = [{ value: body, depth: 1 }];
+    let nodes = 0;
+    while (stack.length > 0) {
+      const { value, depth } = stack.pop()!;
+      if (++nodes > MAX_BODY_NODES) throw new BadRequestException(`the body holds more than ${MAX_BODY_NODES} values`);
+      if (typeof value !== 'object' || value === null) continue;
+      if (depth > MAX_BODY_DEPTH) throw new BadRequestException(`the body is nested more than ${MAX_BODY_DEPTH} levels deep`);
+      for (const key of Object.keys(value)) {
+        if (key === '__proto__') throw new BadRequestException('property __proto__ is not allowed');
+        // Keys named like Object.prototype's members (constructor, toString …): class-validator's
+        // whitelist misses them as fields, and Nest's ValidationPipe silently drops them inside values.
+        // Refused, rather than stored differently from what was sent.
+        if (!Array.isArray(value) && OBJECT_PROTOTYPE_KEYS.has(key)) throw new BadRequestException(`property ${key} is not allowed`);
+        stack.push({ value: (value as Record<string, unknown>)[key], depth: depth + 1 });
+      }
+    }
+    return body;
+  }
+}
+
+/** Body pipes of a DTO: the shape check first, then class-validator (unknown properties refused). */
+function bodyPipes(expectedType: new () => object): PipeTransform[] {
+  return [new JsonObjectPipe(), new ValidationPipe({ expectedType, whitelist: true, forbidNonWhitelisted: true })];
+}
 
 class PutDto {
   @IsDefined({ message: 'value is required' })
@@ -34,6 +80,7 @@ class CasDto {
 
 function checkKey(key: string): string {
   if (key.length === 0 || key.length > MAX_KEY_LENGTH) throw new BadRequestException(`key must be 1 to ${MAX_KEY_LENGTH} characters`);
+  if (/[\u0000-\u001f\u007f]/.test(key)) throw new BadRequestException('key must not contain control characters');
   return key;
 }
 
@@ -62,7 +109,7 @@ export class KvController {
   }
 
   @Put(':key')
-  async put(@Param('key') key: string, @Body(new ValidationPipe({ expectedType: PutDto, whitelist: true, forbidNonWhitelisted: true })) body: PutDto): Promise<{ ok: boolean }> {
+  async put(@Param('key') key: string, @Body(...bodyPipes(PutDto)) body: PutDto): Promise<{ ok: boolean }> {
     return (await this.run({ op: 'put', key: checkKey(key), value: checkValue(body.value) })) as { ok: boolean };
   }
 
@@ -73,7 +120,7 @@ export class KvController {
 
   @Post(':key/cas')
   @HttpCode(200)
-  async cas(@Param('key') key: string, @Body(new ValidationPipe({ expectedType: CasDto, whitelist: true, forbidNonWhitelisted: true })) body: CasDto): Promise<{ ok: boolean }> {
+  async cas(@Param('key') key: string, @Body(...bodyPipes(CasDto)) body: CasDto): Promise<{ ok: boolean }> {
     return (await this.run({ op: 'cas', key: checkKey(key), expected: body.expected ?? null, value: checkValue(body.value) })) as { ok: boolean };
   }
 }

@@ -7,14 +7,19 @@ import { loadConfig } from './config.js';
 /** Starts one node of the sample cluster; see config.ts for its environment variables. */
 async function main(): Promise<void> {
   const config = loadConfig();
-  const app = await NestFactory.create(AppModule.forNode(config), { logger: ['error', 'warn', 'log'] });
+  const app = await NestFactory.create(AppModule.forNode(config), {
+    logger: ['error', 'warn', 'log'],
+    // With RPC_PORT=none the RPCs share the app's body parser: the raw bytes are kept for their signatures.
+    rawBody: !config.rpc,
+  });
   app.useGlobalFilters(new RaftExceptionFilter());
   app.enableShutdownHooks();
   await app.listen(config.port, config.host);
-  console.log(`node ${config.nodeId} listening on ${config.url} (pid ${process.pid})`);
+  const rpc = config.rpc ? `Raft RPCs on ${config.url} (own listener)` : `Raft RPCs on the public port (${config.url})`;
+  console.log(`node ${config.nodeId} listening on http://${config.host}:${config.port}; ${rpc} (pid ${process.pid})`);
 }
 
 main().catch((error: unknown) => {
-  console.error(error);
+  console.error(error); // a RaftOptionsError names the option (never its value: the secret is not in any message)
   process.exit(1);
 });

@@ -1,9 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { dropTestClusters, eventually, freePort, freshClusterId, http, storageFor } from '../integration/helpers.js';
 
 /**
- * The sample as a user runs it: three separate Node processes on loopback, PostgreSQL for the logs.
+ * The sample as a user runs it: three separate Node processes on loopback, PostgreSQL for the logs,
+ * the Raft RPCs on their own ports (RPC_PORT) and signed with a cluster secret.
  * The leader is killed with SIGKILL — no shutdown hook runs — and must lose nothing acknowledged.
  */
 const ELECTION_TIMEOUT_MS = 200;
@@ -46,11 +48,21 @@ describe('the sample, three processes', () => {
       [1, 2, 3].map(async (id) => {
         const host = `127.0.0.${id}`;
         const port = await freePort(host);
-        return { id, host, port, url: `http://${host}:${port}` };
+        const rpcPort = await freePort(host);
+        return { id, host, port, url: `http://${host}:${port}`, rpcPort, rpcUrl: `http://${host}:${rpcPort}` };
       }),
     );
-    const peers = nodes.map((n) => `${n.id}=${n.url}`).join(',');
-    const envOf = (n: (typeof nodes)[number]) => ({ NODE_ID: String(n.id), HOST: n.host, PORT: String(n.port), PEERS: peers, CLUSTER_ID: clusterId });
+    const peers = nodes.map((n) => `${n.id}=${n.rpcUrl}`).join(',');
+    const secret = randomBytes(32).toString('base64url');
+    const envOf = (n: (typeof nodes)[number]) => ({
+      NODE_ID: String(n.id),
+      HOST: n.host,
+      PORT: String(n.port),
+      RPC_PORT: String(n.rpcPort),
+      PEERS: peers,
+      CLUSTER_ID: clusterId,
+      RAFT_CLUSTER_SECRET: secret,
+    });
     const processes = new Map(await Promise.all(nodes.map(async (n) => [n.id, await startProcess(envOf(n))] as const)));
 
     const status = async (n: (typeof nodes)[number]) => (await http('GET', `${n.url}/cluster`)).body as ClusterView;
@@ -83,6 +95,10 @@ describe('the sample, three processes', () => {
       'a new leader after kill -9',
     );
     expect(newLeader).not.toBe(leaderId);
+    // The public port never serves the Raft RPCs; the RPC port refuses unsigned requests.
+    expect((await http('GET', `${survivors[0]!.url}/raft/id`)).status).toBe(404);
+    expect((await http('POST', `${survivors[0]!.url}/raft/appendentries`, {})).status).toBe(404);
+    expect((await http('POST', `${survivors[0]!.rpcUrl}/raft/appendentries`, {})).status).toBe(401);
     for (const key of acknowledged) {
       expect((await http('GET', `${survivors[0]!.url}/kv/${key}`)).body).toEqual({ key, value: key.replace('k', 'v') });
     }

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import pg from 'pg';
-import { RaftExceptionFilter, RaftService } from '../../lib/index.js';
+import { RaftExceptionFilter, RaftService, createRaftRequestSigner } from '../../lib/index.js';
 import { RAFT_BASE_CONFIGURATION_TABLE } from '../../lib/storage/typeorm/entities/raft-base-configuration.entity.js';
 import { RAFT_HARD_STATE_TABLE } from '../../lib/storage/typeorm/entities/raft-hard-state.entity.js';
 import { RAFT_LOG_ENTRIES_TABLE } from '../../lib/storage/typeorm/entities/raft-log-entry.entity.js';
@@ -68,6 +68,18 @@ export function freePort(host: string): Promise<number> {
   });
 }
 
+/**
+ * The cluster secret of the test clusters (multi-node clusters refuse to start without one). Tests
+ * that need another pass `clusterSecret` in the node's config.
+ */
+export const TEST_CLUSTER_SECRET = 'nestjs-raft integration test cluster secret';
+
+/** Node id the test client signs as when a body names no sender (an authenticated peer nobody knows). */
+export const TEST_CLIENT_NODE_ID = 1_000_000;
+
+/** Nodes started by {@link startNode}, by the base URL of their RPCs: what {@link http} signs for. */
+const startedNodes = new Map<string, { nodeId: number; clusterId: string; secret: string }>();
+
 export interface RunningNode {
   id: number;
   url: string;
@@ -78,9 +90,16 @@ export interface RunningNode {
 /** Starts one node of the sample app in this process, on its own loopback address, over real HTTP and PostgreSQL. */
 export async function startNode(config: Omit<SampleConfig, 'dataDir' | 'databaseUrl'> & { dataDir?: string }): Promise<RunningNode> {
   const storage = config.dataDir ? { dataDir: config.dataDir } : await storageFor(config.clusterId, config.nodeId);
-  const app = await NestFactory.create(AppModule.forNode({ ...config, ...storage }), { logger: false });
+  const clusterSecret = config.clusterSecret ?? (config.insecureNoAuth ? undefined : TEST_CLUSTER_SECRET);
+  const app = await NestFactory.create(AppModule.forNode({ ...config, ...storage, ...(clusterSecret ? { clusterSecret } : {}) }), {
+    logger: false,
+    // Raft RPCs served on the public port (no rpc listener in the config) may come as application/json,
+    // which the app's parser reads first: keeping the raw bytes lets their signatures be checked.
+    rawBody: true,
+  });
   app.useGlobalFilters(new RaftExceptionFilter());
   await app.listen(config.port, config.host);
+  if (clusterSecret) startedNodes.set(new URL(config.url).origin, { nodeId: config.nodeId, clusterId: config.clusterId, secret: clusterSecret });
   return { id: config.nodeId, url: config.url, app, raft: app.get(RaftService) };
 }
 
@@ -100,16 +119,34 @@ export async function eventually<T>(check: () => T | undefined | Promise<T | und
   throw new Error(`timed out waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`);
 }
 
+/**
+ * An HTTP request from the tests. A POST to a Raft RPC of a node started by {@link startNode} is
+ * signed with that node's cluster secret, as a peer would sign it — as the node its body names
+ * (`leader_id`, `candidate_id`), else as {@link TEST_CLIENT_NODE_ID} — so that tests of the RPCs'
+ * validation reach the validation (an unsigned request is refused before its body is read).
+ */
 export async function http(method: string, url: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; body: any }> {
+  const text = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+  const headers: Record<string, string> = text !== undefined ? { 'content-type': contentType } : {};
+  const target = new URL(url);
+  const node = startedNodes.get(target.origin);
+  if (node && method === 'POST' && /\/raft\/(appendentries|requestvote|command|setconfiguration)$/.test(target.pathname)) {
+    const named = typeof body === 'object' && body !== null ? ((body as Record<string, unknown>).leader_id ?? (body as Record<string, unknown>).candidate_id) : undefined;
+    const sender = Number.isSafeInteger(named) && (named as number) > 0 && named !== node.nodeId ? (named as number) : TEST_CLIENT_NODE_ID;
+    headers['x-raft-to'] = String(node.nodeId);
+    const sign = createRaftRequestSigner({ nodeId: sender, clusterId: node.clusterId, secret: node.secret });
+    Object.assign(headers, sign({ method: 'POST', url: target, path: target.pathname + target.search, body: Buffer.from(text ?? ''), to: node.nodeId, headers }));
+  }
   const res = await fetch(url, {
     method,
-    ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': contentType } } : {}),
+    ...(text !== undefined ? { body: text } : {}),
+    headers,
     signal: AbortSignal.timeout(15_000),
   });
-  const text = await res.text();
-  let parsed: unknown = text;
+  const answer = await res.text();
+  let parsed: unknown = answer;
   try {
-    parsed = JSON.parse(text);
+    parsed = JSON.parse(answer);
   } catch {
     // not JSON: keep the text
   }

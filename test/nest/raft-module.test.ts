@@ -134,7 +134,7 @@ describe('RaftModule', () => {
     const peers = hosts.map((h, i) => ({ id: i + 1, url: `http://${h}:${ports[i]}` }));
     const started = await Promise.all(
       peers.map(async (p, i) => {
-        @Module({ imports: [RaftModule.forRoot({ nodeId: p.id, url: p.url, peers, stateMachine: (index) => index, storage: new MemoryStorage(), electionTimeoutMs: 100 })] })
+        @Module({ imports: [RaftModule.forRoot({ nodeId: p.id, url: p.url, peers, stateMachine: (index) => index, storage: new MemoryStorage(), electionTimeoutMs: 100, clusterSecret: 'two-modules-test-secret' })] })
         class App {}
         return listen(App, hosts[i]!, ports[i]!);
       }),

@@ -19,6 +19,9 @@ import { MAX_MEMBERS, isPlainObject } from './validators.js';
 /** Deepest nesting a valid body has (body → entries → entry → config → addresses → url is 5). */
 export const MAX_BODY_DEPTH = 8;
 
+/** Names of Object.prototype's members (`constructor`, `toString`, `hasOwnProperty` …): never a field of a body. */
+const OBJECT_PROTOTYPE_KEYS: ReadonlySet<string> = new Set(Object.getOwnPropertyNames(Object.prototype));
+
 /** At most this many problems are listed in one message. */
 const MAX_ISSUES = 20;
 
@@ -131,7 +134,8 @@ export function parseSetConfiguration(body: unknown): WirePeer[] {
 /**
  * The body must be a JSON object, nested at most {@link MAX_BODY_DEPTH} deep, without a `__proto__`
  * key (class-transformer would assign it, changing the DTO's prototype instead of adding a field that
- * the whitelist refuses). Checked iteratively before any recursive code sees the value.
+ * the whitelist refuses) or another key named like a member of Object.prototype (the whitelist misses
+ * those). Checked iteratively before any recursive code sees the value.
  * Returns a shallow copy that the caller may adjust.
  */
 function checkStructure(rpc: string, body: unknown): Record<string, unknown> {
@@ -142,7 +146,11 @@ function checkStructure(rpc: string, body: unknown): Record<string, unknown> {
     if (typeof value !== 'object' || value === null) continue;
     if (depth > MAX_BODY_DEPTH) throw new InvalidRpcBodyError(rpc, [`the body is nested more than ${MAX_BODY_DEPTH} levels deep (at ${path})`]);
     for (const key in value) {
-      if (key === '__proto__') throw new InvalidRpcBodyError(rpc, [`property ${path ? `${path}.` : ''}__proto__ is not allowed`]);
+      // class-validator's whitelist does not see keys named like Object.prototype's members (it looks
+      // them up in a plain object), so `constructor` or `toString` would slip through as unknown fields.
+      if (key === '__proto__' || (!Array.isArray(value) && OBJECT_PROTOTYPE_KEYS.has(key))) {
+        throw new InvalidRpcBodyError(rpc, [`property ${path ? `${path}.` : ''}${key} is not allowed`]);
+      }
       const child = (value as Record<string, unknown>)[key];
       if (typeof child === 'object' && child !== null) stack.push({ value: child, depth: depth + 1, path: path ? `${path}.${key}` : key });
     }
