@@ -35,6 +35,7 @@ export {
 // The node (driver)
 export {
   RaftNode,
+  type RaftNodeEvent,
   type CommittedEntry,
   type RaftState,
   type RaftStatus,
@@ -130,3 +131,23 @@ export { RAFT_MODULE_OPTIONS, RAFT_NODE, RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, DEFA
 export { createRaftRpcController } from './nest/raft-rpc.controller.js';
 export { InvalidRpcBodyError, parseAppendEntries, parseRequestVote, parseSetConfiguration } from './nest/dto/parse-rpc-body.js';
 export { RequestBodyError } from './nest/raft-body.js';
+
+// Nest-native leader features
+export {
+  OnLeaderElected,
+  OnLeadershipLost,
+  OnCommit,
+  ON_LEADER_ELECTED_METADATA,
+  ON_LEADERSHIP_LOST_METADATA,
+  ON_COMMIT_METADATA,
+  type LeaderElectedEvent,
+  type LeadershipLostEvent,
+  type CommitEvent,
+  type OnCommitOptions,
+} from './nest/decorators/raft-event.decorators.js';
+export { LeaderOnly } from './nest/decorators/leader-only.decorator.js';
+export { LeaderOnlyGuard } from './nest/decorators/leader-only.guard.js';
+export { LEADER_ONLY_METADATA, RAFT_LEADER_URL, type LeaderOnlyOptions, type LeaderAddress, type LeaderUrlResolver } from './nest/decorators/leader-only.options.js';
+export { RaftExplorer } from './nest/decorators/raft.explorer.js';
+export { RaftHealthIndicator, type RaftHealthOptions, type RaftHealthDetails, type RaftHealthStatus, type RaftHealthIndicatorResult } from './nest/health/raft.health.js';
+export { RaftMetrics, provideRaftMetrics, RAFT_METRICS_OPTIONS, type RaftMetricsOptions, type RaftMetricsRegistry } from './nest/metrics/raft.metrics.js';

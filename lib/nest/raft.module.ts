@@ -1,5 +1,5 @@
 import { ConfigurableModuleBuilder, Module, type Provider } from '@nestjs/common';
-import { ModuleRef } from '@nestjs/core';
+import { DiscoveryModule, ModuleRef } from '@nestjs/core';
 import type { RaftNode } from '../node/raft-node.js';
 import { resolveTiming } from '../node/options.js';
 import type { RaftModuleExtras, RaftModuleOptions } from './raft-module-options.js';
@@ -9,6 +9,8 @@ import { RAFT_RPC_LISTENER_EXTRA, RAFT_RPC_SECURITY } from './security/security.
 import { DEFAULT_RPC_LIMITS, RAFT_MODULE_OPTIONS, RAFT_NODE, RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, type RaftRpcLimits } from './raft.constants.js';
 import { createRaftRpcController } from './raft-rpc.controller.js';
 import { RaftService } from './raft.service.js';
+import { RaftExplorer } from './decorators/raft.explorer.js';
+import { RaftHealthIndicator } from './health/raft.health.js';
 
 const DEFAULT_PATH = '/raft';
 
@@ -69,6 +71,9 @@ const providers: Provider[] = [
     inject: [RAFT_MODULE_OPTIONS, RAFT_NODE],
   },
   RaftService,
+  // Finds @OnLeaderElected/@OnLeadershipLost/@OnCommit handlers and binds @LeaderOnly methods at bootstrap.
+  RaftExplorer,
+  RaftHealthIndicator,
 ];
 
 /**
@@ -89,5 +94,5 @@ const providers: Provider[] = [
  * options from other providers (e.g. ConfigService); a `useClass`/`useExisting` class implements
  * {@link RaftOptionsFactory}.
  */
-@Module({ providers, exports: [RaftService, RAFT_NODE] })
+@Module({ imports: [DiscoveryModule], providers, exports: [RaftService, RAFT_NODE, RaftHealthIndicator] })
 export class RaftModule extends ConfigurableModuleClass {}
