@@ -11,6 +11,7 @@
  */
 import { Controller, Get, Inject, Logger, Optional, Post, Req, Res, type Type } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
+import { RaftOptionsError } from '../core/errors.js';
 import type { NodeId } from '../core/types.js';
 import { HttpTransport } from '../transport/http-transport.js';
 import type { RaftMember, RaftRpcHandler, RpcOptions } from '../transport/transport.js';
@@ -23,6 +24,8 @@ import {
   encodeAppendEntriesResult,
   encodeRequestVoteResult,
   errorToWire,
+  isIndex,
+  isNodeId,
   normalizePathPrefix,
   type ErrorBody,
   type WirePeer,
@@ -68,6 +71,20 @@ class WrongNodeError extends Error {
  * large, 415 wrong content type, 421 not the leader (`leader_id`, `leader_url`), 429 too many
  * unauthenticated requests, 503 leadership lost or node stopped, 504 timeout.
  */
+/**
+ * Checks a small JSON body: an object with exactly the fields in `shape`, each passing its check
+ * (own keys only, so `constructor` and friends are refused like any unknown field).
+ */
+function expectFields(rpc: string, json: unknown, shape: Record<string, (value: unknown) => boolean>): Record<string, unknown> {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new InvalidRpcBodyError(rpc, ['the body must be a JSON object']);
+  const body = json as Record<string, unknown>;
+  const issues: string[] = [];
+  for (const key of Object.keys(body)) if (!Object.hasOwn(shape, key)) issues.push(`property ${key} should not exist`);
+  for (const [key, check] of Object.entries(shape)) if (!Object.hasOwn(body, key) || !check(body[key])) issues.push(`${key} is missing or invalid`);
+  if (issues.length > 0) throw new InvalidRpcBodyError(rpc, issues);
+  return body;
+}
+
 export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX): Type<unknown> {
   const prefix = normalizePathPrefix(pathPrefix);
 
@@ -151,6 +168,33 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
         const members = await this.resolveMembers(peers, options);
         await this.handler.setConfiguration(members, options);
         return { success: true };
+      });
+    }
+
+    /** A follower asks this leader for a read index confirmed by a quorum (ReadIndex, thesis §6.4). */
+    @Post(RPC_PATHS.readIndex)
+    readIndex(@Req() req: RaftHttpRequest, @Res() res: ServerResponse): Promise<void> {
+      return this.serve(req, res, false, async () => {
+        this.checkAddressee(req);
+        const { json, peer } = await this.readJson(req);
+        expectFields('ReadIndex', json, {});
+        this.authorize(req, peer, {});
+        if (!this.handler.readIndex) throw new RaftOptionsError('readindex', 'this node does not serve read indexes');
+        return { index: await this.handler.readIndex(this.callOptions(req, res)) };
+      });
+    }
+
+    /** The leader hands leadership to this node: campaign now (thesis §3.10). */
+    @Post(RPC_PATHS.timeoutNow)
+    timeoutNow(@Req() req: RaftHttpRequest, @Res() res: ServerResponse): Promise<void> {
+      return this.serve(req, res, false, async () => {
+        this.checkAddressee(req);
+        const { json, peer } = await this.readJson(req);
+        const body = expectFields('TimeoutNow', json, { term: isIndex, leader_id: isNodeId }) as { term: number; leader_id: number };
+        this.authorize(req, peer, { id: body.leader_id, field: 'leader_id', term: body.term });
+        if (!this.handler.timeoutNow) throw new RaftOptionsError('timeoutnow', 'this node does not take leadership transfers');
+        await this.handler.timeoutNow({ type: 'TimeoutNow', from: body.leader_id, to: this.handler.id, term: body.term });
+        return {};
       });
     }
 

@@ -9,6 +9,7 @@ import { RAFT_RPC_LISTENER_EXTRA, RAFT_RPC_SECURITY } from './security/security.
 import { DEFAULT_RPC_LIMITS, RAFT_MODULE_OPTIONS, RAFT_NODE, RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, type RaftRpcLimits } from './raft.constants.js';
 import { createRaftRpcController } from './raft-rpc.controller.js';
 import { RaftService } from './raft.service.js';
+import { MAX_ENVELOPE_OVERHEAD } from '../node/command-envelope.js';
 import { RaftExplorer } from './decorators/raft.explorer.js';
 import { RaftHealthIndicator } from './health/raft.health.js';
 
@@ -59,7 +60,8 @@ const providers: Provider[] = [
       const timing = resolveTiming(options);
       return {
         maxEntriesPerAppend: Math.max(timing.maxEntriesPerAppend, DEFAULT_RPC_LIMITS.maxEntriesPerAppend),
-        maxCommandBytes: timing.maxCommandBytes,
+        // Commands travel with their session envelope (a few dozen bytes), which must fit too.
+        maxCommandBytes: timing.maxCommandBytes + MAX_ENVELOPE_OVERHEAD,
         bodyLimitBytes: options.bodyLimitBytes ?? DEFAULT_RPC_LIMITS.bodyLimitBytes,
       };
     },

@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { Observable } from 'rxjs';
 import type { NodeId } from '../core/types.js';
 import type { CommandOptions, CommittedEntry, RaftMemberSpec, RaftNode, RaftState, RaftStatus } from '../node/raft-node.js';
@@ -11,11 +11,16 @@ import { RAFT_NODE } from './raft.constants.js';
  * what is still waiting with `NodeStoppedError`.
  */
 @Injectable()
-export class RaftService implements OnApplicationBootstrap, OnApplicationShutdown {
+export class RaftService implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
   constructor(@Inject(RAFT_NODE) readonly node: RaftNode) {}
 
   async onApplicationBootstrap(): Promise<void> {
     await this.node.start();
+  }
+
+  /** A leader hands over first, while every endpoint is still up, so the others need not wait an election timeout. */
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.node.handOverLeadership();
   }
 
   async onApplicationShutdown(): Promise<void> {

@@ -12,6 +12,9 @@ const MAGIC = [0x89, 0x52, 0x46, 0x01] as const; // \x89 "RF" v1: never the star
 const HEADER = MAGIC.length + 1;
 const SESSION_FIELDS = 16 + 8 + 8;
 
+/** The most bytes the envelope adds to a command. */
+export const MAX_ENVELOPE_OVERHEAD = HEADER + SESSION_FIELDS;
+
 /** The session of one command: who sent it, its number, and what the client still waits for. */
 export interface CommandSession {
   /** 32 hex characters: 16 random bytes chosen by the client. */

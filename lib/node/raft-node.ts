@@ -151,7 +151,10 @@ export class RaftNode {
   private readonly stateSubject = new BehaviorSubject<RaftState>({ role: 'stopped', term: 0, leaderId: 0 });
   private readonly commitSubject = new Subject<CommittedEntry>();
   private readonly eventSubject = new Subject<RaftNodeEvent>();
-  private readonly appliedWaiters: Array<{ index: number; resolve: () => void }> = [];
+  private readonly appliedWaiters: Array<{ index: number; resolve: () => void; reject: (error: unknown) => void }> = [];
+  /** Public operations (commands, reads, membership changes) under way, so a graceful stop can let them finish. */
+  private inFlight = 0;
+  private readonly idleWaiters: Array<() => void> = [];
 
   /** Committed entries, in index order, gapless, as they are applied (live only; see {@link commitsFrom}). */
   readonly commits$: Observable<CommittedEntry> = this.commitSubject.asObservable();
@@ -260,12 +263,9 @@ export class RaftNode {
   async stop(): Promise<void> {
     if (this.starting) await this.starting.catch(() => undefined);
     if (!this.running && !this.core) return;
-    // A leader that leaves gracefully hands over first, so the others need not wait an election timeout.
-    if (this.isLeader() && this.bestTransferTarget() !== undefined) {
-      await this.transferLeadership(undefined, { timeoutMs: 2 * this.timing.electionTimeoutMs }).catch((error: unknown) =>
-        this.logger?.warn(`${this.who()}: leadership transfer before shutdown failed: ${(error as Error).message}`),
-      );
-    }
+    await this.handOverLeadership();
+    // Let what is under way finish (now as a follower, forwarding to the new leader), within bounds.
+    await this.drain(2 * this.timing.electionTimeoutMs);
     this.running = false;
     clearInterval(this.ticker);
     await this.pumping?.catch(() => undefined);
@@ -341,7 +341,11 @@ export class RaftNode {
    * @throws NotLeaderError when no leader emerged in time; NodeStoppedError, CommandAbortedError,
    *   SessionExpiredError, or whatever the state machine threw for this command.
    */
-  async command(command: Uint8Array | string, options: CommandOptions = {}): Promise<unknown> {
+  command(command: Uint8Array | string, options: CommandOptions = {}): Promise<unknown> {
+    return this.tracked(() => this.commandOnce(command, options));
+  }
+
+  private async commandOnce(command: Uint8Array | string, options: CommandOptions): Promise<unknown> {
     const payload = typeof command === 'string' ? encoder.encode(command) : command;
     this.checkCommandSize(payload);
     this.ensureRunning();
@@ -450,6 +454,17 @@ export class RaftNode {
     return this.withDeadline(handedOver, timeoutMs, options.signal, () => undefined);
   }
 
+  /**
+   * If this node leads, hands leadership to the most up-to-date other voter and waits (at most two
+   * election timeouts) until another node leads; what a graceful shutdown does first. Never throws.
+   */
+  async handOverLeadership(): Promise<void> {
+    if (!this.isLeader() || this.bestTransferTarget() === undefined) return;
+    await this.transferLeadership(undefined, { timeoutMs: 2 * this.timing.electionTimeoutMs }).catch((error: unknown) =>
+      this.logger?.warn(`${this.who()}: leadership transfer before shutdown failed: ${(error as Error).message}`),
+    );
+  }
+
   private bestTransferTarget(): NodeId | undefined {
     const voters = new Set(this.core?.configuration?.voters ?? []);
     const candidates = this.status().replication.filter((p) => voters.has(p.id) && this.peerFor(p.id)?.timeoutNow);
@@ -465,7 +480,11 @@ export class RaftNode {
    * still leads; a follower asks the leader for that index. Resolves with the read index.
    * @throws CommandTimeoutError, NotLeaderError (no leader, or its transport cannot serve read indexes), NodeStoppedError
    */
-  async barrier(options: CommandOptions = {}): Promise<number> {
+  barrier(options: CommandOptions = {}): Promise<number> {
+    return this.tracked(() => this.barrierOnce(options));
+  }
+
+  private async barrierOnce(options: CommandOptions): Promise<number> {
     const timeoutMs = options.timeoutMs ?? this.timing.commandTimeoutMs;
     const deadline = Date.now() + timeoutMs;
     const remaining = () => Math.max(1, deadline - Date.now());
@@ -631,7 +650,30 @@ export class RaftNode {
   /** Resolves once this node has applied `index` (or rejects when it stops first). */
   waitForApplied(index: number): Promise<void> {
     if (this.applied >= index) return Promise.resolve();
-    return new Promise((resolve) => this.appliedWaiters.push({ index, resolve }));
+    if (!this.running) return Promise.reject(new NodeStoppedError());
+    return new Promise((resolve, reject) => this.appliedWaiters.push({ index, resolve, reject }));
+  }
+
+  /** Counts `work` as a public operation under way (see {@link stop}). */
+  private async tracked<T>(work: () => Promise<T>): Promise<T> {
+    this.inFlight++;
+    try {
+      return await work();
+    } finally {
+      if (--this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+    }
+  }
+
+  /** Waits until no public operation is under way, or `timeoutMs` passed. */
+  private async drain(timeoutMs: number): Promise<void> {
+    if (this.inFlight === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   // ---------------------------------------------------------------- the pipeline
@@ -871,6 +913,7 @@ export class RaftNode {
     this.changeWaiters.clear();
     for (const w of this.readWaiters.values()) w.reject(error);
     this.readWaiters.clear();
+    for (const w of this.appliedWaiters.splice(0)) w.reject(error);
   }
 
   private publishState(): void {

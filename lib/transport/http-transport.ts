@@ -9,7 +9,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { RaftError } from '../core/errors.js';
-import type { AppendEntriesRequest, AppendEntriesResponse, NodeId, RequestVoteRequest, RequestVoteResponse } from '../core/types.js';
+import type { AppendEntriesRequest, AppendEntriesResponse, NodeId, RequestVoteRequest, RequestVoteResponse, TimeoutNowRequest } from '../core/types.js';
 import { CommandAbortedError, CommandTimeoutError } from '../core/errors.js';
 import { PeerUnreachableError } from './memory-transport.js';
 import type { RaftMember, RaftPeer, RaftTransport, RpcOptions } from './transport.js';
@@ -27,6 +27,7 @@ import {
   encodeRequestVote,
   encodeSetConfiguration,
   errorFromWire,
+  isIndex,
   isNodeId,
   normalizePathPrefix,
 } from './wire.js';
@@ -401,6 +402,21 @@ export class HttpPeer implements RaftPeer {
     if (answer.status !== 200) throw errorAnswer(answer);
     const json = parseJson(answer, 'setConfiguration');
     if ((json as { success?: unknown } | null)?.success !== true) throw errorFromWire(answer.status, json);
+  }
+
+  /** Asks this peer (the leader) for a read index confirmed by a quorum (`POST {prefix}/readindex`, thesis §6.4). */
+  async readIndex(options?: RpcOptions): Promise<number> {
+    const answer = await this.call('POST', RPC_PATHS.readIndex, this.json({}), 'command', options);
+    if (answer.status !== 200) throw errorAnswer(answer);
+    const index = (parseJson(answer, 'readIndex') as { index?: unknown } | null)?.index;
+    if (!isIndex(index)) throw new WireFormatError('readIndex: the answer has no valid index');
+    return index;
+  }
+
+  /** Tells this peer to campaign at once: the sender hands leadership over (`POST {prefix}/timeoutnow`, thesis §3.10). */
+  async timeoutNow(request: TimeoutNowRequest, options?: RpcOptions): Promise<void> {
+    const answer = await this.call('POST', RPC_PATHS.timeoutNow, this.json({ term: request.term, leader_id: request.from }), 'rpc', options);
+    if (answer.status !== 200) throw errorAnswer(answer);
   }
 
   /** Asks the server at {@link url} for its id (`GET {prefix}/id`). */

@@ -159,6 +159,8 @@ export const RPC_PATHS = {
   requestVote: 'requestvote',
   command: 'command',
   setConfiguration: 'setconfiguration',
+  readIndex: 'readindex',
+  timeoutNow: 'timeoutnow',
 } as const;
 
 // ------------------------------------------------------------------------------------------ errors

@@ -15,7 +15,7 @@ import {
 } from '@nestjs/common';
 import { Allow, IsDefined } from 'class-validator';
 import { RaftService } from '../../lib/index.js';
-import type { KvAnswer, KvCommand } from './kv.state-machine.js';
+import { KvStateMachine, type KvAnswer, type KvCommand } from './kv.state-machine.js';
 
 const MAX_KEY_LENGTH = 256;
 const MAX_VALUE_BYTES = 64 * 1024;
@@ -95,16 +95,24 @@ function checkValue(value: unknown): unknown {
  */
 @Controller('kv')
 export class KvController {
-  constructor(@Inject(RaftService) private readonly raft: RaftService) {}
+  constructor(
+    @Inject(RaftService) private readonly raft: RaftService,
+    @Inject(KvStateMachine) private readonly store: KvStateMachine,
+  ) {}
 
   private run(command: KvCommand): Promise<KvAnswer> {
     return this.raft.command<KvAnswer>(JSON.stringify(command));
   }
 
+  /**
+   * Linearizable without a log write (ReadIndex): once this node has applied every write committed
+   * before the request, the answer comes from its own copy — on a follower too.
+   */
   @Get(':key')
   async get(@Param('key') key: string): Promise<{ key: string; value: unknown }> {
-    const answer = await this.run({ op: 'get', key: checkKey(key) });
-    if (!('found' in answer) || !answer.found) throw new NotFoundException(`key ${JSON.stringify(key)} not found`);
+    checkKey(key);
+    const answer = await this.raft.read(() => this.store.read(key));
+    if (!answer.found) throw new NotFoundException(`key ${JSON.stringify(key)} not found`);
     return { key, value: answer.value };
   }
 

@@ -43,6 +43,11 @@ export class KvStateMachine implements RaftStateMachine<KvAnswer> {
     }
   }
 
+  /** This node's copy of `key`: linearizable only behind `RaftService.read()` (which the controller uses). */
+  read(key: string): { found: boolean; value?: unknown } {
+    return this.data.has(key) ? { found: true, value: this.data.get(key) } : { found: false };
+  }
+
   /** This node's local copy of `key` — possibly stale; clients read through the log instead. */
   localValue(key: string): unknown {
     return this.data.get(key);

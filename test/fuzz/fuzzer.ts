@@ -9,6 +9,7 @@
  */
 import { connect } from 'node:net';
 import { DEFAULT_RPC_LIMITS } from '../../lib/nest/raft.constants.js';
+import { MAX_ENVELOPE_OVERHEAD } from '../../lib/node/command-envelope.js';
 import { http } from '../integration/helpers.js';
 import { send, type Reply } from '../security/helpers.js';
 import { generate, type FuzzContext, type FuzzRequest } from './cases.js';
@@ -133,7 +134,8 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzResult> {
       adminToken: cluster.adminToken,
       term: Math.max(1, views[0]!.term),
       bodyLimitBytes: DEFAULT_RPC_LIMITS.bodyLimitBytes,
-      maxCommandBytes: DEFAULT_RPC_LIMITS.maxCommandBytes,
+      // What the nodes accept on the wire: the command limit plus the session envelope around it.
+      maxCommandBytes: DEFAULT_RPC_LIMITS.maxCommandBytes + MAX_ENVELOPE_OVERHEAD,
       maxEntriesPerAppend: DEFAULT_RPC_LIMITS.maxEntriesPerAppend,
     };
     const every = Math.max(100, Math.ceil(options.requests / 10));

@@ -136,3 +136,60 @@ describe('three Nest apps over HTTP with PostgreSQL', () => {
     expect((await http('GET', `${target.url}/raft/id`)).body).toBe(target.id);
   });
 });
+
+describe('reads and rolling restarts over HTTP', () => {
+  it('GET reads through ReadIndex on any node without writing to the log', async () => {
+    await startCluster();
+    const leader = await eventually(() => leaderOf(nodes), 10_000, 'a leader');
+    await http('PUT', `${leader.url}/kv/r`, { value: 'one' });
+    const before = leader.raft.status();
+    for (const node of nodes) {
+      for (let i = 0; i < 5; i++) expect((await http('GET', `${node.url}/kv/r`)).body).toEqual({ key: 'r', value: 'one' });
+    }
+    const after = leader.raft.status();
+    expect(after.lastIndex).toBe(before.lastIndex); // 15 reads, no entry
+    expect(after.commitIndex).toBe(before.commitIndex);
+  });
+
+  it('a rolling restart of all three nodes, with leadership handed over, fails no client request', async () => {
+    const { configOf } = await startCluster();
+    await eventually(() => leaderOf(nodes), 10_000, 'a leader');
+    let stop = false;
+    const failures: string[] = [];
+    let done = 0;
+    // A client of a replicated service: on a connection that breaks (a keep-alive socket of a node
+    // that is shutting down), it tries the next node. Any HTTP answer other than success is a failure.
+    const request = async (method: string, path: string, start: number, body?: unknown) => {
+      for (let attempt = 0; ; attempt++) {
+        const live = nodes.filter((n) => n.raft.status().role !== 'stopped');
+        const node = live[(start + attempt) % live.length]!;
+        try {
+          return await http(method, `${node.url}${path}`, body);
+        } catch (error) {
+          if (attempt >= 10) throw error;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+    };
+    const clients = [0, 1, 2].map(async (c) => {
+      for (let i = 0; !stop; i++) {
+        const put = await request('PUT', `/kv/c${c}`, c + i, { value: i });
+        const get = await request('GET', `/kv/c${c}`, c + i + 1);
+        if (put.status !== 200 || get.status !== 200 || get.body.value !== i) failures.push(`${put.status}/${get.status} ${JSON.stringify(get.body)}`);
+        done++;
+      }
+    });
+    for (const id of [1, 2, 3]) {
+      const node = nodes.find((n) => n.id === id)!;
+      nodes = nodes.filter((n) => n !== node);
+      await node.app.close(); // a leader hands over first (TimeoutNow) and lets what is under way finish
+      nodes.push(await startNode(configOf(id)));
+      await eventually(() => leaderOf(nodes), 10_000, 'a leader after restarting node ' + id);
+    }
+    stop = true;
+    await Promise.allSettled(clients);
+    expect(done).toBeGreaterThan(10);
+    expect(failures).toEqual([]);
+    for (const result of await Promise.allSettled(clients)) expect(result.status).toBe('fulfilled');
+  });
+});

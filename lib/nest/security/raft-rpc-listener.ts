@@ -11,7 +11,7 @@ import {
   Injectable,
   Logger,
   Module,
-  type BeforeApplicationShutdown,
+  type OnApplicationShutdown,
   type DynamicModule,
   type INestApplication,
   type NestApplicationOptions,
@@ -54,7 +54,7 @@ export function resolveRpcListener(extra: RaftRpcListenerOptions | true, options
 
 /** The RPCs' own server. Inject it to learn where it listens (`address`). */
 @Injectable()
-export class RaftRpcListener implements OnApplicationBootstrap, BeforeApplicationShutdown {
+export class RaftRpcListener implements OnApplicationBootstrap, OnApplicationShutdown {
   private app: INestApplication | undefined;
   private bound: { readonly host: string; readonly port: number; readonly url: string } | undefined;
   private readonly logger = new Logger('RaftRpcListener');
@@ -114,7 +114,11 @@ export class RaftRpcListener implements OnApplicationBootstrap, BeforeApplicatio
     this.logger.log(`Raft RPCs listening on ${this.bound.url}${this.extra.path}`);
   }
 
-  async beforeApplicationShutdown(): Promise<void> {
+  /**
+   * Closed with the node, not before it: a leader that shuts down hands leadership over first (in
+   * RaftService's beforeApplicationShutdown), and needs its RPC endpoint to see the new leader.
+   */
+  async onApplicationShutdown(): Promise<void> {
     const app = this.app;
     this.app = undefined;
     await app?.close();
