@@ -11,6 +11,9 @@ export class SessionExpiredError extends RaftError {
   }
 }
 
+/** How many expired client ids are remembered (about 60 bytes each). */
+const MAX_EXPIRED_SESSIONS = 100_000;
+
 /** What applying a command produced: its answer, or the error it threw. Both are replayed to duplicates. */
 export type SessionOutcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: unknown };
 
@@ -34,6 +37,11 @@ export type SessionDecision =
  */
 export class SessionTable {
   private readonly sessions = new Map<string, Session>();
+  /**
+   * Clients whose session expired (oldest first, bounded): their commands are refused rather than
+   * applied as if new, since one of them may be a retry of a command applied before the expiry.
+   */
+  private readonly expired = new Map<string, number>();
   private lastSweep = 0;
 
   constructor(private readonly expiryEntries: number) {}
@@ -47,9 +55,9 @@ export class SessionTable {
     this.sweep(index);
     let entry = this.sessions.get(session.clientId);
     if (!entry) {
-      // A client that has seen an answer before but is unknown here lost its session to expiry;
-      // applying its command now could apply it twice.
-      if (session.lowestUnanswered > 1) return { kind: 'reject', error: new SessionExpiredError(session.clientId) };
+      // Forgotten by expiry: applying its command now could apply a retry twice.
+      if (this.expired.has(session.clientId)) return { kind: 'reject', error: new SessionExpiredError(session.clientId) };
+      // Otherwise a new client (its earlier commands, if any, never reached the log).
       entry = { outcomes: new Map(), lowestUnanswered: 1, lastActiveIndex: index };
       this.sessions.set(session.clientId, entry);
     }
@@ -74,7 +82,11 @@ export class SessionTable {
     if (index - this.lastSweep < 1024) return;
     this.lastSweep = index;
     for (const [clientId, session] of this.sessions) {
-      if (index - session.lastActiveIndex > this.expiryEntries) this.sessions.delete(clientId);
+      if (index - session.lastActiveIndex <= this.expiryEntries) continue;
+      this.sessions.delete(clientId);
+      this.expired.set(clientId, index);
     }
+    // Bounded, and trimmed in the same order on every server (insertion order of the same log).
+    while (this.expired.size > MAX_EXPIRED_SESSIONS) this.expired.delete(this.expired.keys().next().value!);
   }
 }

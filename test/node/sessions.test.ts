@@ -34,6 +34,12 @@ describe('session table', () => {
     expect(late.kind).toBe('reject');
   });
 
+  it('takes a client whose first commands never reached the log as new', () => {
+    const table = new SessionTable(100_000);
+    // Sequences 1-4 failed before being proposed; the client has seen no answer below 5.
+    expect(table.decide({ clientId: client, sequence: 5, lowestUnanswered: 5 }, 1)).toEqual({ kind: 'apply' });
+  });
+
   it('expires idle sessions by log index, the same on every server', () => {
     const a = new SessionTable(2000);
     const b = new SessionTable(2000);
