@@ -26,6 +26,7 @@ export class CounterMachine implements RaftStateMachine<number> {
       ],
       stateMachine: CounterMachine,
       storage: { postgres: { url: process.env.DATABASE_URL } }, // leave out for the embedded default
+      clusterSecret: process.env.RAFT_CLUSTER_SECRET, // peers sign every RPC with it (see Security)
     }),
   ],
   providers: [CounterMachine],
