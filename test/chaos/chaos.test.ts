@@ -1,0 +1,50 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { defaultOptions } from './options.js';
+import { runChaos } from './run.js';
+
+/**
+ * A short chaos run in `npm test`: the sample as three processes behind fault-injecting proxies,
+ * kill -9, partitions, pauses, an abrupt PostgreSQL stop, a membership change and flaky links for
+ * 20 s, with a fixed seed; then the same verdicts as `npm run chaos`. A failing run leaves its history
+ * in bench/chaos/ and names it in the failure.
+ */
+function initdbAvailable(): boolean {
+  const root = '/usr/lib/postgresql';
+  if (existsSync(root) && readdirSync(root).some((v) => existsSync(join(root, v, 'bin', 'initdb')))) return true;
+  return spawnSync('sh', ['-c', 'command -v initdb || pg_config --bindir']).status === 0;
+}
+
+async function sharedServerAvailable(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.end();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const options = { ...defaultOptions(), seed: 20_261_129, durationS: 20, progressMs: 0 };
+const available = initdbAvailable() || (await sharedServerAvailable(options.sharedUrl));
+if (!available) console.warn('chaos test skipped: no initdb for a throwaway PostgreSQL and no server at', options.sharedUrl);
+
+describe.skipIf(!available)('chaos: the sample as 3 processes under faults', () => {
+  it('loses no acknowledged write, applies nothing twice, stays linearizable and recovers', async () => {
+    const lines: string[] = [];
+    const result = await runChaos(options, { log: (line) => lines.push(line) });
+    const report = [...lines, ...result.failures.map((f) => `FAILURE: ${f}`), result.summary, result.historyPath ? `history: ${result.historyPath}` : ''].join('\n');
+    expect(result.failures, report).toEqual([]);
+    expect(result.checks!.lost, report).toEqual([]);
+    expect(result.checks!.duplicates, report).toEqual([]);
+    expect(result.checks!.linearizable, report).toBe(true);
+    expect(result.recoveredInS, report).toBeLessThanOrEqual(10);
+    expect(result.checks!.outcomes.ok, report).toBeGreaterThan(100);
+    expect(Object.values(result.faults).reduce((a, b) => a + b, 0), report).toBeGreaterThan(10);
+  }, 180_000);
+});

@@ -1,0 +1,42 @@
+/**
+ * `npm run chaos -- [options]`: one chaos run against the sample as separate processes; prints
+ * progress, then exactly one summary line, and exits non-zero on any failure (with the seed and the
+ * saved history). See README.md in this folder.
+ */
+import { HelpRequested, parseArgs, USAGE } from './options.js';
+import { runChaos } from './run.js';
+
+let options;
+try {
+  options = parseArgs(process.argv.slice(2));
+} catch (error) {
+  if (error instanceof HelpRequested) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  process.stderr.write(`${(error as Error).message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+const result = await runChaos(options);
+const c = result.checks;
+const lines: string[] = [];
+lines.push(`faults injected: ${Object.entries(result.faults).map(([k, v]) => `${k}=${v}`).join(' ') || 'none'}; node starts ${result.nodeStarts}`);
+const n = result.network;
+lines.push(`network: ${n.messages} messages through the proxies, ${n.delayed} delayed, ${n.dropped} dropped, ${n.duplicated} duplicated, ${n.blackholed} blackholed, ${n.targetDown} to a dead node${n.forgedAcks ? `, ${n.forgedAcks} FORGED acks` : ''}`);
+if (options.failpoints) lines.push(`failpoint kills: ${Object.entries(result.failpointKills).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+if (c) {
+  lines.push(
+    `outcomes: ${c.outcomes.ok} ok, ${c.outcomes.fail} failed, ${c.outcomes.unknown} unknown; committed log ${c.logAgreement.committedIndex} entries (lowest final commit ${c.logAgreement.lowestFinalCommit}), ${c.logAgreement.incarnationsCompared} stores compared; ${c.deduplicatedRetries} retried commands deduplicated by sessions; ${c.votes.termsChecked} terms of votes audited`,
+  );
+}
+if (c) lines.push(`answers: ${Object.entries(c.statuses).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}×${v}`).join(', ')}`);
+if (result.fullyHealedInS !== undefined) lines.push(`every node back in and caught up ${result.fullyHealedInS.toFixed(2)} s after the faults stopped`);
+for (const l of lines) console.log(l);
+if (!result.ok) {
+  console.log('FAILED:');
+  for (const f of result.failures) console.log(`  - ${f}`);
+  console.log(`seed ${result.seed}; history saved in ${result.historyPath ?? '(not saved)'}`);
+} else if (result.historyPath) console.log(`history saved in ${result.historyPath}`);
+console.log(result.summary);
+process.exit(result.ok ? 0 : 1);

@@ -1,0 +1,348 @@
+/**
+ * The faults, each kind on its own schedule drawn from the run's seed (so a seed names a schedule;
+ * what the nodes do in between is real time and not replayable):
+ *
+ * - kill: kill -9 of a random node every 2 ± 0.5 s, restarted 0.1–0.8 s later;
+ * - partition: every 3–8 s, for 2–5 s: the leader isolated, a random split, or one node cut off;
+ * - pause: every 4–9 s, SIGSTOP of a node (the leader 40 % of the time) for 1–5 s, then SIGCONT;
+ * - postgres: every 10–20 s (5–10 s in the async-commit control) an abrupt stop of PostgreSQL, down 0.5–3 s;
+ * - membership: every 8–12 s a member (the leader 40 % of the time) is removed, its store replaced by
+ *   an empty one, restarted with no PEERS and added back (POST /cluster/members);
+ * - links: every 1–3 s one directed link gets delay 75 ± 50 ms, drop, duplicate or blackhole for 1–4 s.
+ */
+import { request } from './http.js';
+import type { ChaosCluster, ChaosNode, ClusterView } from './nodes.js';
+import type { ChaosOptions, FailpointName, FaultKind } from './options.js';
+import type { PgServer } from './postgres.js';
+import { sleep } from './postgres.js';
+import type { LinkMode, Network } from './proxy.js';
+import type { Prng } from '../sim/prng.js';
+
+export interface FaultEvent {
+  at: number;
+  end?: number;
+  kind: FaultKind | 'heal' | 'failpoint';
+  detail: string;
+}
+
+export class Nemesis {
+  readonly events: FaultEvent[] = [];
+  readonly counts = new Map<string, number>();
+  private active = false;
+  private healing = false;
+  private loops: Promise<void>[] = [];
+  private wake: Array<() => void> = [];
+  private membershipTask: Promise<void> | undefined;
+  private readonly paused = new Set<ChaosNode>();
+
+  constructor(
+    private readonly options: ChaosOptions,
+    private readonly cluster: ChaosCluster,
+    private readonly pg: PgServer,
+    private readonly network: Network,
+    private readonly rng: Prng,
+    private readonly now: () => number,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  private count(kind: string): void {
+    this.counts.set(kind, (this.counts.get(kind) ?? 0) + 1);
+  }
+
+  private event(kind: FaultEvent['kind'], detail: string): FaultEvent {
+    const e: FaultEvent = { at: this.now(), kind, detail };
+    this.events.push(e);
+    this.count(kind === 'partition' || kind === 'links' ? `${kind}:${detail.split(' ')[0]}` : kind);
+    if (this.options.verbose) this.log(`${(e.at / 1000).toFixed(1)}s ${kind} ${detail}`);
+    return e;
+  }
+
+  /** Sleeps, waking early when the faults stop; returns false then. */
+  private async wait(ms: number): Promise<boolean> {
+    if (!this.active) return false;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake.push(done);
+    });
+    return this.active;
+  }
+
+  start(): void {
+    this.active = true;
+    this.lastMembershipStart = this.now();
+    const on = (k: FaultKind) => this.options.faults.includes(k);
+    const loop = (stream: number, body: (rng: Prng) => Promise<void>) => {
+      const rng = this.rng.fork(stream);
+      this.loops.push(
+        (async () => {
+          while (this.active) {
+            try {
+              await body(rng);
+            } catch (error) {
+              this.log(`nemesis: ${(error as Error).message}`);
+              await this.wait(500);
+            }
+          }
+        })(),
+      );
+    };
+    // With failpoints the nodes kill themselves (at the crash points); outside kills would only cut
+    // the armed periods short.
+    // (and pauses and PostgreSQL stops would mostly keep the cluster from reaching the crash points).
+    const fpRun = this.options.failpoints;
+    // In the async-commit control every node start switches synchronous_commit on for a moment (the
+    // nodes refuse it off at start), so outside kills would shrink the window it is meant to show.
+    if (on('kill') && !fpRun && this.options.unsafe !== 'async-commit') loop(1, (rng) => this.killOnce(rng));
+    if (on('partition')) loop(2, (rng) => this.partitionOnce(rng));
+    if (on('pause') && !fpRun) loop(3, (rng) => this.pauseOnce(rng));
+    if (on('postgres') && !fpRun) loop(4, (rng) => this.postgresOnce(rng));
+    if (on('membership')) loop(5, (rng) => this.membershipOnce(rng));
+    if (on('links')) loop(6, (rng) => this.linksOnce(rng));
+  }
+
+  private candidates(): ChaosNode[] {
+    return this.cluster.list.filter((n) => n.running && !n.busy);
+  }
+
+  /** In a failpoints run: the failpoint armed now (the faults that lead to it are made more frequent). */
+  focus: FailpointName | undefined;
+
+  private get fp(): boolean {
+    return this.focus === 'after-vote-persist' || this.focus === 'mid-batch-persist';
+  }
+
+  private async killOnce(rng: Prng): Promise<void> {
+    if (!(await this.wait(rng.uniform(1500, 2500)))) return;
+    const nodes = this.candidates();
+    if (nodes.length === 0) return;
+    const node = rng.pick(nodes);
+    this.paused.delete(node);
+    if (this.cluster.kill(node, rng.uniform(100, 800))) this.event('kill', `node ${node.id}`);
+  }
+
+  private async partitionOnce(rng: Prng): Promise<void> {
+    // With failpoints: shorter, more frequent isolations of the leader, which make elections (votes to
+    // persist) and divergent suffixes (truncations persisted together with new entries).
+    if (!(await this.wait(this.fp ? rng.uniform(1500, 3000) : rng.uniform(3000, 8000)))) return;
+    const ids = this.cluster.list.map((n) => n.id);
+    const r = this.fp ? rng.next() * 0.6 : rng.next();
+    let groups: number[][];
+    let what: string;
+    if (r < 0.4) {
+      const leader = await this.cluster.leader();
+      const isolated = leader?.nodeId ?? rng.pick(ids);
+      groups = [[isolated], ids.filter((i) => i !== isolated)];
+      what = `leader-isolated ${isolated}${leader ? '' : ' (no leader known: random)'}`;
+    } else if (r < 0.8) {
+      const shuffled = rng.shuffle([...ids]);
+      const cut = rng.between(1, Math.max(1, Math.floor(ids.length / 2)));
+      groups = [shuffled.slice(0, cut), shuffled.slice(cut)];
+      what = `split ${groups.map((g) => `[${g.join(',')}]`).join(' | ')}`;
+    } else {
+      const isolated = rng.pick(ids);
+      groups = [[isolated], ids.filter((i) => i !== isolated)];
+      what = `node-isolated ${isolated}`;
+    }
+    this.network.partition(groups);
+    const e = this.event('partition', what);
+    await this.wait(this.fp ? rng.uniform(1000, 2000) : rng.uniform(2000, 5000));
+    this.network.clearPartition();
+    e.end = this.now();
+  }
+
+  private async pauseOnce(rng: Prng): Promise<void> {
+    if (!(await this.wait(this.options.failpoints ? rng.uniform(6000, 12000) : rng.uniform(4000, 9000)))) return;
+    let node: ChaosNode | undefined;
+    if (rng.chance(0.4)) {
+      const leader = await this.cluster.leader();
+      node = leader ? this.cluster.nodes.get(leader.nodeId) : undefined;
+    }
+    node ??= this.candidates().length > 0 ? rng.pick(this.candidates()) : undefined;
+    if (!node || node.busy || !this.cluster.pause(node)) return;
+    this.paused.add(node);
+    const pid = node.child?.pid;
+    const e = this.event('pause', `node ${node.id}`);
+    await this.wait(rng.uniform(1000, 5000));
+    if (node.child?.pid === pid) this.cluster.resume(node);
+    this.paused.delete(node);
+    e.end = this.now();
+  }
+
+  private async postgresOnce(rng: Prng): Promise<void> {
+    const gap = this.options.unsafe === 'async-commit' ? rng.uniform(5000, 10000) : this.options.failpoints ? rng.uniform(20000, 30000) : rng.uniform(10000, 20000);
+    if (!(await this.wait(gap))) return;
+    const e = this.event('postgres', 'stop -m immediate');
+    await this.pg.stopAbruptly();
+    await this.wait(rng.uniform(500, 3000));
+    await this.pg.start();
+    e.end = this.now();
+  }
+
+  private async linksOnce(rng: Prng): Promise<void> {
+    if (!(await this.wait(rng.uniform(1000, 3000)))) return;
+    const ids = this.cluster.list.map((n) => n.id);
+    if (ids.length < 2) return;
+    const from = rng.pick(ids);
+    const to = rng.pick(ids.filter((i) => i !== from));
+    const r = rng.next();
+    const mode: LinkMode =
+      r < 0.35 ? { kind: 'delay' } : r < 0.6 ? { kind: 'drop', p: rng.uniform(0.1, 0.5) } : r < 0.8 ? { kind: 'duplicate', p: rng.uniform(0.2, 0.5) } : r < 0.9 ? { kind: 'blackhole' } : { kind: 'clean' };
+    this.network.setLink(from, to, mode);
+    const e = this.event('links', `${mode.kind} ${from}->${to}${'p' in mode ? ` p=${mode.p.toFixed(2)}` : ''}`);
+    const hold = rng.uniform(1000, 4000);
+    // Not awaited: several links can be faulty at once.
+    void sleep(hold).then(() => {
+      const current = this.network.linkMode(from, to);
+      if (current === mode || JSON.stringify(current) === JSON.stringify(mode)) this.network.setLink(from, to, { kind: 'clean' });
+      e.end = this.now();
+    });
+  }
+
+  private lastMembershipStart = 0;
+
+  private async membershipOnce(rng: Prng): Promise<void> {
+    // Every 10 ± 2 s from the start of the previous change (a change itself can take several seconds).
+    const gap = this.focus === 'during-config-change' ? rng.uniform(1000, 2000) : rng.uniform(8000, 12000);
+    if (!(await this.wait(Math.max(500, this.lastMembershipStart + gap - this.now())))) return;
+    this.lastMembershipStart = this.now();
+    this.membershipTask = this.removeAndReadd(rng);
+    await this.membershipTask;
+    this.membershipTask = undefined;
+  }
+
+  /** Retries `attempt` until it succeeds; gives up when the faults have stopped for more than `graceMs`. */
+  private async retry(what: string, attempt: () => Promise<boolean>, limitMs: number): Promise<boolean> {
+    const deadline = this.now() + limitMs;
+    while (this.now() < deadline) {
+      if (await attempt()) return true;
+      await sleep(250);
+    }
+    this.log(`membership: gave up: ${what}`);
+    return false;
+  }
+
+  private async leaderView(): Promise<ClusterView | undefined> {
+    return this.cluster.leader();
+  }
+
+  private async removeAndReadd(rng: Prng): Promise<void> {
+    const leader = await this.leaderView();
+    if (!leader) {
+      if (this.options.verbose) this.log('membership: no leader, skipped');
+      return;
+    }
+    const missing = this.cluster.list.filter((n) => !leader.members.some((m) => m.id === n.id));
+    if (missing.length > 0) {
+      // A node left out by an earlier change that did not finish: bring it back first.
+      for (const node of missing) await this.readd(node, 30_000);
+      return;
+    }
+    if (leader.members.length < 2) return;
+    const victimId = rng.chance(0.4) ? leader.nodeId : rng.pick(leader.members.map((m) => m.id).filter((id) => id !== leader.nodeId));
+    const victim = this.cluster.node(victimId);
+    const e = this.event('membership', `remove ${victimId}${victimId === leader.nodeId ? ' (the leader)' : ''} and re-add it empty`);
+    victim.busy = true;
+    this.resumeIfPaused(victim);
+    try {
+      // Wipe the store only once C_new without the victim is committed: a 200 from the leader says so.
+      // (A retry after an unclear answer asks again; "already out" answers 200 once that is committed.)
+      const removed = await this.retry(
+        `remove ${victimId}`,
+        async () => {
+          const l = await this.leaderView();
+          if (!l) return false;
+          try {
+            const answer = await request('DELETE', `${this.cluster.node(l.nodeId).apiUrl}/cluster/members/${victimId}`, undefined, 12_000);
+            return answer.status === 200;
+          } catch {
+            return false;
+          }
+        },
+        30_000,
+      );
+      if (!removed) {
+        e.detail += ' — removal not confirmed, store kept';
+        return;
+      }
+      if (this.options.verbose) this.log(`membership: ${victimId} removed (C_new committed); restarting it with an empty store`);
+      await this.cluster.restartEmpty(victim);
+      const added = await this.readd(victim, 60_000);
+      if (this.options.verbose) this.log(`membership: ${victimId} ${added ? 're-added' : 'NOT re-added yet'}`);
+      if (!added) e.detail += ' — re-add not confirmed';
+    } finally {
+      victim.busy = false;
+      e.end = this.now();
+    }
+  }
+
+  private resumeIfPaused(node: ChaosNode): void {
+    if (node.paused) this.cluster.resume(node);
+    this.paused.delete(node);
+  }
+
+  /** Adds `node` (running with an empty or its own store) back to the cluster. */
+  private async readd(node: ChaosNode, limitMs: number): Promise<boolean> {
+    node.wanted = true;
+    return this.retry(
+      `re-add ${node.id}`,
+      async () => {
+        if (!node.running) return false;
+        const l = await this.leaderView();
+        if (!l) return false;
+        // Already in? The same-set change then answers 200 only once that configuration is committed.
+        try {
+          const answer = await request('POST', `${this.cluster.node(l.nodeId).apiUrl}/cluster/members`, { id: node.id, url: node.peerUrl }, 12_000);
+          return answer.status === 200;
+        } catch {
+          return false;
+        }
+      },
+      limitMs,
+    );
+  }
+
+  /** Stops injecting faults and undoes the lasting ones; membership changes under way are finished. */
+  async stop(): Promise<void> {
+    this.active = false;
+    for (const w of this.wake.splice(0)) w();
+    this.healing = true;
+    this.network.heal();
+    for (const node of this.cluster.list) this.cluster.resume(node);
+    this.paused.clear();
+    if (!this.pg.isUp) await this.pg.start().catch((e: unknown) => this.log(`postgres restart: ${(e as Error).message}`));
+    this.events.push({ at: this.now(), kind: 'heal', detail: 'faults stop: network healed, nodes resumed, PostgreSQL up' });
+  }
+
+  /** Waits for the fault loops (and a membership change under way) to end, then puts every node back in the cluster. */
+  async settle(): Promise<void> {
+    await Promise.all(this.loops);
+    if (this.membershipTask) await this.membershipTask;
+    for (const node of this.cluster.list) if (!node.busy) node.wanted = true;
+    // Anyone still outside the configuration (a change that gave up) goes back in.
+    for (let round = 0; round < 3; round++) {
+      const leader = await this.waitForLeader(20_000);
+      if (!leader) return;
+      const missing = this.cluster.list.filter((n) => !leader.members.some((m) => m.id === n.id));
+      if (missing.length === 0) return;
+      for (const node of missing) await this.readd(node, 30_000);
+    }
+  }
+
+  async waitForLeader(limitMs: number): Promise<ClusterView | undefined> {
+    const deadline = this.now() + limitMs;
+    while (this.now() < deadline) {
+      const l = await this.leaderView();
+      if (l) return l;
+      await sleep(100);
+    }
+    return undefined;
+  }
+
+  get isHealing(): boolean {
+    return this.healing;
+  }
+}

@@ -1,0 +1,419 @@
+/**
+ * The sample's nodes as separate processes on loopback: start, kill -9, SIGSTOP/SIGCONT, restart with
+ * a fresh store, and a supervisor that restarts what died (a failpoint, a failed start while
+ * PostgreSQL is down) or stopped serving (a node whose storage failed stops its engine and answers
+ * `role: stopped` until it is restarted).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
+import { join } from 'node:path';
+import { request } from './http.js';
+import type { ChaosOptions, FailpointName } from './options.js';
+import { FAILPOINT_NAMES } from './options.js';
+import { freePort, sleep, type PgServer } from './postgres.js';
+import type { LinkProxy, Network } from './proxy.js';
+
+export const CLUSTER_ID = 'chaos';
+
+/** What `GET /cluster` answers. */
+export interface ClusterView {
+  nodeId: number;
+  pid: number;
+  role: string;
+  term: number;
+  leaderId: number;
+  commitIndex: number;
+  members: { id: number; url?: string }[];
+}
+
+/** Which optional environment variables this version of the sample understands (read from its source). */
+export interface SampleSupport {
+  rpcPort: boolean;
+  clusterSecret: boolean;
+  unsafeAsyncCommit?: string;
+}
+
+export function detectSampleSupport(root: string): SampleSupport {
+  let text = '';
+  for (const file of ['sample/src/config.ts', 'sample/src/main.ts', 'sample/src/app.module.ts']) {
+    try {
+      text += readFileSync(join(root, file), 'utf8');
+    } catch {
+      // absent in this version
+    }
+  }
+  const unsafe = /\b(RAFT_UNSAFE_ALLOW_ASYNC_COMMIT|UNSAFE_ALLOW_ASYNC_COMMIT)\b/.exec(text)?.[1];
+  return { rpcPort: /\bRPC_PORT\b/.test(text), clusterSecret: /\bRAFT_CLUSTER_SECRET\b/.test(text), ...(unsafe ? { unsafeAsyncCommit: unsafe } : {}) };
+}
+
+/** One incarnation's database and what was seen of it. */
+export interface Incarnation {
+  nodeId: number;
+  number: number;
+  database: string;
+  /** Highest commit index the node reported while this incarnation ran. */
+  maxCommitSeen: number;
+}
+
+export interface NodeExit {
+  at: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  failpoint?: FailpointName;
+  expected: boolean;
+}
+
+export class ChaosNode {
+  incarnation = 0;
+  incarnations: Incarnation[] = [];
+  child: ChildProcess | undefined;
+  /** Should be running (false while removed from the cluster and not yet restarted, or at the end). */
+  wanted = true;
+  paused = false;
+  starts = 0;
+  restartAt = 0;
+  stoppedPolls = 0;
+  failures = 0;
+  /** The last kill was ours (so its exit is expected). */
+  killedByUs = false;
+  lastView: ClusterView | undefined;
+  readonly exits: NodeExit[] = [];
+  log: WriteStream | undefined;
+  pendingFailpoint: FailpointName | undefined;
+  /** Started with RAFT_FAILPOINTS. */
+  armed = false;
+  /** Between the decision to start and the spawn (counts as running, so nobody starts it twice). */
+  spawning = false;
+  /** Taken out of the cluster by the membership fault (its store will be replaced): left alone by other faults. */
+  busy = false;
+
+  constructor(
+    readonly id: number,
+    readonly apiPort: number,
+    readonly rpcPort: number,
+    readonly proxy: LinkProxy,
+  ) {}
+
+  get apiUrl(): string {
+    return `http://127.0.0.1:${this.apiPort}`;
+  }
+  get peerUrl(): string {
+    return this.proxy.url;
+  }
+  get running(): boolean {
+    return this.spawning || (this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null);
+  }
+  get current(): Incarnation {
+    return this.incarnations[this.incarnations.length - 1]!;
+  }
+}
+
+export interface ClusterHooks {
+  /** Before a node process is spawned and once it serves (or died): the async-commit control uses it. */
+  onStarting?(): Promise<void>;
+  onStarted?(): Promise<void>;
+  log(line: string): void;
+  now(): number;
+}
+
+export class ChaosCluster {
+  readonly nodes = new Map<number, ChaosNode>();
+  /** term → the nodes that said they lead it (more than one is a violation of Election Safety). */
+  readonly leadersByTerm = new Map<number, Set<number>>();
+  readonly failpointKills = new Map<FailpointName, number>(FAILPOINT_NAMES.map((f) => [f, 0]));
+  private supervisor: NodeJS.Timeout | undefined;
+  private supervising = false;
+  private pollBusy = false;
+  private starting = 0;
+  failpointsEnabled = false;
+
+  constructor(
+    private readonly options: ChaosOptions,
+    private readonly pg: PgServer,
+    readonly network: Network,
+    private readonly runDir: string,
+    private readonly command: string[],
+    private readonly support: SampleSupport,
+    private readonly hooks: ClusterHooks,
+    private readonly runId: string,
+  ) {}
+
+  /** Allocates ports and proxies, and the first incarnation's database of each node. */
+  async init(makeProxy: (id: number, target: () => number) => LinkProxy): Promise<void> {
+    for (let id = 1; id <= this.options.nodes; id++) {
+      const apiPort = await freePort();
+      const rpcPort = this.support.rpcPort ? await freePort() : apiPort;
+      const proxy = makeProxy(id, () => rpcPort);
+      await proxy.listen();
+      const node = new ChaosNode(id, apiPort, rpcPort, proxy);
+      node.log = createWriteStream(join(this.runDir, `node-${id}.log`), { flags: 'a' });
+      this.nodes.set(id, node);
+      await this.newIncarnation(node);
+    }
+  }
+
+  private async newIncarnation(node: ChaosNode): Promise<void> {
+    const number = node.incarnations.length;
+    const database = `${this.runId}_n${node.id}_i${number}`;
+    await this.pg.createNodeDatabase(database);
+    node.incarnation = number;
+    node.incarnations.push({ nodeId: node.id, number, database, maxCommitSeen: 0 });
+  }
+
+  get list(): ChaosNode[] {
+    return [...this.nodes.values()];
+  }
+
+  node(id: number): ChaosNode {
+    const n = this.nodes.get(id);
+    if (!n) throw new Error(`no node ${id}`);
+    return n;
+  }
+
+  private peersEnv(): string {
+    return this.list.map((n) => `${n.id}=${n.peerUrl}`).join(',');
+  }
+
+  private failpointsEnv(): string {
+    if (process.env.CHAOS_FAILPOINTS_SPEC) return process.env.CHAOS_FAILPOINTS_SPEC; // for experiments
+    return `${this.failpointPhase}:${ChaosCluster.FAILPOINT_P[this.failpointPhase]}`;
+  }
+
+  /**
+   * The failpoint armed in the nodes that start now. A failpoints run goes through the four points one
+   * phase at a time (see run.ts): arming all four at once lets the frequent ones (every node persists
+   * a vote in every election) keep the cluster from electing a leader while the rare ones never fire.
+   * Probabilities are per passage: after-commit-before-apply is passed on every applied batch, the
+   * others around elections, truncations and configuration entries.
+   */
+  failpointPhase: FailpointName = 'after-vote-persist';
+  static readonly FAILPOINT_P: Record<FailpointName, number> = {
+    'after-vote-persist': 0.7,
+    'mid-batch-persist': 1,
+    'after-commit-before-apply': 0.3,
+    'during-config-change': 0.6,
+  };
+
+  /** Restarts every running node (one at a time, each until it serves), e.g. to arm another failpoint. */
+  async rollingRestart(): Promise<void> {
+    for (const node of this.list) {
+      if (node.busy) continue;
+      const child = node.child;
+      if (child && node.running) {
+        this.kill(node, 0);
+        await new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
+      }
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline && !(node.child && (await this.status(node, 500)))) await sleep(50);
+    }
+  }
+
+  /** Spawns the node's process (its current incarnation). */
+  async start(node: ChaosNode): Promise<void> {
+    if (node.running) return;
+    node.wanted = true;
+    node.paused = false;
+    node.stoppedPolls = 0;
+    node.killedByUs = false;
+    node.pendingFailpoint = undefined;
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('RAFT_') && k !== 'NODE_OPTIONS') env[k] = v;
+    Object.assign(env, {
+      NODE_ID: String(node.id),
+      HOST: '127.0.0.1',
+      PORT: String(node.apiPort),
+      PUBLIC_URL: node.peerUrl,
+      DATABASE_URL: this.pg.urlFor(node.current.database, `raft-node-${node.id}`),
+      CLUSTER_ID: CLUSTER_ID,
+      ELECTION_TIMEOUT_MS: String(this.options.electionTimeoutMs),
+      NODE_ENV: 'production',
+    });
+    // The first incarnation bootstraps the cluster; a re-added one must start empty and wait to be contacted.
+    if (node.incarnation === 0) env.PEERS = this.peersEnv();
+    if (this.support.rpcPort) env.RPC_PORT = String(node.rpcPort);
+    if (this.support.clusterSecret) env.RAFT_CLUSTER_SECRET = `chaos-secret-${this.runId}`;
+    if (this.options.unsafe === 'async-commit' && this.support.unsafeAsyncCommit) env[this.support.unsafeAsyncCommit] = '1';
+    if (this.failpointsEnabled) env.RAFT_FAILPOINTS = this.failpointsEnv();
+    node.armed = this.failpointsEnabled;
+    this.starting++;
+    node.spawning = true;
+    try {
+      await this.hooks.onStarting?.();
+    } catch (error) {
+      this.hooks.log(`node ${node.id}: before start: ${(error as Error).message}`);
+    } finally {
+      node.spawning = false;
+    }
+    node.starts++;
+    const child = spawn(this.command[0]!, [...this.command.slice(1)], { env, cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
+    node.child = child;
+    node.log?.write(`\n==== ${new Date().toISOString()} start #${node.starts} (incarnation ${node.incarnation}, pid ${child.pid})${env.RAFT_FAILPOINTS ? ` RAFT_FAILPOINTS=${env.RAFT_FAILPOINTS}` : ''}\n`);
+    child.stdout!.on('data', (d: Buffer) => node.log?.write(d));
+    child.stderr!.on('data', (d: Buffer) => {
+      node.log?.write(d);
+      const m = /failpoint ([a-z-]+): killing process/.exec(d.toString());
+      if (m) node.pendingFailpoint = m[1] as FailpointName;
+    });
+    let served = false;
+    const startedOnce = async () => {
+      if (served) return;
+      served = true;
+      this.starting--;
+      if (this.starting === 0) await this.hooks.onStarted?.().catch(() => undefined);
+    };
+    child.on('exit', (code, signal) => {
+      const exit: NodeExit = { at: this.hooks.now(), code, signal, expected: node.killedByUs, ...(node.pendingFailpoint ? { failpoint: node.pendingFailpoint } : {}) };
+      node.exits.push(exit);
+      if (exit.failpoint) this.failpointKills.set(exit.failpoint, this.failpointKills.get(exit.failpoint)! + 1);
+      node.log?.write(`==== exit code=${code} signal=${signal}${exit.failpoint ? ` failpoint=${exit.failpoint}` : ''}\n`);
+      if (node.child === child) node.child = undefined;
+      node.paused = false;
+      if (!node.killedByUs) {
+        node.failures++;
+        node.restartAt = Date.now() + Math.min(2_000, 150 * 2 ** Math.min(4, node.failures - 1));
+      }
+      void startedOnce();
+    });
+    // Served = answers /cluster (its store is loaded: the durability check has run).
+    void (async () => {
+      const deadline = Date.now() + 30_000;
+      while (!served && node.child === child && Date.now() < deadline) {
+        const view = await this.status(node, 500);
+        if (view) {
+          node.failures = 0;
+          break;
+        }
+        await sleep(50);
+      }
+      await startedOnce();
+    })();
+  }
+
+  /** With failpoints off, restarts the nodes still armed with them, one at a time, each until it serves. */
+  async disarmFailpoints(): Promise<void> {
+    this.failpointsEnabled = false;
+    if (this.list.some((n) => n.armed)) await this.rollingRestart();
+  }
+
+  /** kill -9; `restartInMs` undefined leaves it down. */
+  kill(node: ChaosNode, restartInMs?: number): boolean {
+    if (!node.running || !node.child) return false;
+    node.killedByUs = true;
+    node.child!.kill('SIGKILL');
+    node.paused = false;
+    if (restartInMs !== undefined) node.restartAt = Date.now() + restartInMs;
+    else node.wanted = false;
+    return true;
+  }
+
+  pause(node: ChaosNode): boolean {
+    if (!node.running || !node.child || node.paused) return false;
+    node.child!.kill('SIGSTOP');
+    node.paused = true;
+    return true;
+  }
+
+  resume(node: ChaosNode): void {
+    if (node.paused) node.child?.kill('SIGCONT');
+    node.paused = false;
+  }
+
+  /** Kills the node, gives it an empty store (a new database), and starts it with no PEERS. */
+  async restartEmpty(node: ChaosNode): Promise<void> {
+    node.wanted = false;
+    while (node.spawning) await sleep(10);
+    const child = node.child;
+    if (child && node.running) {
+      this.kill(node);
+      await new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
+    }
+    await this.newIncarnation(node);
+    await this.start(node);
+  }
+
+  async status(node: ChaosNode, timeoutMs = 1_000): Promise<ClusterView | undefined> {
+    try {
+      const answer = await request('GET', `${node.apiUrl}/cluster`, undefined, timeoutMs);
+      if (answer.status !== 200) return undefined;
+      const view = answer.body as ClusterView;
+      node.lastView = view;
+      if (view.commitIndex > node.current.maxCommitSeen && view.pid === node.child?.pid) node.current.maxCommitSeen = view.commitIndex;
+      if (view.role === 'leader') {
+        let set = this.leadersByTerm.get(view.term);
+        if (!set) this.leadersByTerm.set(view.term, (set = new Set()));
+        set.add(view.nodeId);
+      }
+      return view;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The leader's view, asked of every running node (the highest term wins when two claim it). */
+  async leader(timeoutMs = 800): Promise<ClusterView | undefined> {
+    const views = await Promise.all(this.list.filter((n) => n.running && !n.paused).map((n) => this.status(n, timeoutMs)));
+    const leaders = views.filter((v): v is ClusterView => v?.role === 'leader').sort((a, b) => b.term - a.term);
+    return leaders[0];
+  }
+
+  startSupervisor(): void {
+    this.supervising = true;
+    const loop = async () => {
+      if (!this.supervising) return;
+      for (const node of this.list) {
+        if (!node.wanted || node.running || Date.now() < node.restartAt) continue;
+        await this.start(node).catch((e: unknown) => this.hooks.log(`node ${node.id}: start failed: ${(e as Error).message}`));
+      }
+      if (!this.pollBusy) {
+        this.pollBusy = true;
+        void Promise.all(
+          this.list
+            .filter((n) => n.running && !n.paused)
+            .map(async (n) => {
+              const pid = n.child?.pid;
+              const view = await this.status(n, 700);
+              if (!view || view.pid !== pid || n.paused) return;
+              // A node whose storage failed (PostgreSQL went away) stops its engine and stays up: restart it.
+              if (view.role === 'stopped') {
+                if (++n.stoppedPolls >= 2 && n.running) {
+                  this.hooks.log(`node ${n.id}: engine stopped (storage failure?), restarting`);
+                  this.kill(n, 100);
+                }
+              } else n.stoppedPolls = 0;
+            }),
+        ).finally(() => (this.pollBusy = false));
+      }
+      if (this.supervising) this.supervisor = setTimeout(() => void loop(), 150);
+    };
+    void loop();
+  }
+
+  stopSupervisor(): void {
+    this.supervising = false;
+    clearTimeout(this.supervisor);
+  }
+
+  /** Stops every node: SIGCONT, then SIGTERM (a clean close), then SIGKILL after a grace period. */
+  async stopAll(graceMs = 3_000): Promise<void> {
+    this.stopSupervisor();
+    await Promise.all(
+      this.list.map(async (node) => {
+        node.wanted = false;
+        const child = node.child;
+        if (!child || !node.running) return;
+        node.killedByUs = true;
+        if (node.paused) child.kill('SIGCONT');
+        const exited = new Promise<void>((r) => child.once('exit', () => r()));
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
+    for (const node of this.list) node.log?.end();
+  }
+
+  async closeProxies(): Promise<void> {
+    await Promise.all(this.list.map((n) => n.proxy.close()));
+  }
+}
