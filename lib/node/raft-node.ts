@@ -545,7 +545,17 @@ export class RaftNode {
     for (;;) {
       this.ensureRunning();
       const core = this.core!;
-      if (core.role === 'leader') return this.changeConfigurationHere(resolved, { timeoutMs: deadline - Date.now(), ...(options.signal ? { signal: options.signal } : {}) });
+      if (core.role === 'leader') {
+        try {
+          return await this.changeConfigurationHere(resolved, { timeoutMs: deadline - Date.now(), ...(options.signal ? { signal: options.signal } : {}) });
+        } catch (error) {
+          // A leader fresh in its term first commits its no-op (the single-server-change rule): that
+          // takes a round trip, so wait for it rather than fail the caller.
+          if (!(error instanceof ConfigurationChangeError && error.reason === 'leader-not-ready') || Date.now() >= deadline) throw error;
+          await new Promise((resolve) => setTimeout(resolve, this.timing.heartbeatIntervalMs));
+          continue;
+        }
+      }
       const leaderId = core.leaderId;
       const peer = leaderId ? this.peerFor(leaderId) : undefined;
       if (peer) {
