@@ -1,5 +1,4 @@
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -14,6 +13,7 @@ import { AppModule } from '../../sample/src/app.module.js';
 import type { SampleConfig } from '../../sample/src/config.js';
 
 import { DATABASE_URL, embeddedDataDir, realPostgresAvailable } from '../storage/fixtures.js';
+export { eventually, freePort } from '../support/wait.js';
 
 export { DATABASE_URL };
 
@@ -56,17 +56,6 @@ export async function dropTestClusters(): Promise<void> {
   }
 }
 
-/** A free TCP port on `host` (the OS picks one, then we release it). */
-export function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * The cluster secret of the test clusters (multi-node clusters refuse to start without one). Tests
@@ -103,21 +92,6 @@ export async function startNode(config: Omit<SampleConfig, 'dataDir' | 'database
   return { id: config.nodeId, url: config.url, app, raft: app.get(RaftService) };
 }
 
-/** Polls `check` until it returns a value (not undefined), within `timeoutMs` of real time. */
-export async function eventually<T>(check: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`);
-}
 
 /**
  * An HTTP request from the tests. A POST to a Raft RPC of a node started by {@link startNode} is
