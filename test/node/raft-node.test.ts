@@ -166,12 +166,13 @@ describe('leader persistence in parallel with replication (thesis §10.2.1)', ()
     cluster = new MemoryCluster([1, 2, 3]);
     await cluster.startAll();
     const leader = await cluster.leader();
+    await leader.command('set warm 0'); // followers confirmed: the leader pipelines to them
     const events: string[] = [];
     const storage = cluster.storages.get(leader.id)!;
     const save = storage.save.bind(storage);
     storage.save = async (batch) => {
       const carries = batch.entries.some((e) => new TextDecoder().decode(e.command).includes('set parallel'));
-      await new Promise((r) => setTimeout(r, 50)); // a slow disk on the leader
+      await new Promise((r) => setTimeout(r, 300)); // a slow disk on the leader
       await save(batch);
       if (carries) events.push('leader wrote it');
     };
@@ -187,7 +188,7 @@ describe('leader persistence in parallel with replication (thesis §10.2.1)', ()
       });
     }
     expect(await leader.command('set parallel 1')).toBe('1');
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 400));
     expect(events.indexOf('leader wrote it')).toBeGreaterThan(0); // a follower had it before the leader's write finished
     expect(events[0]).toMatch(/^follower \d got it$/);
   });
