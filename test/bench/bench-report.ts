@@ -37,6 +37,8 @@ export interface ScenarioResult {
   /** Term at the window's start and end: a change means an election happened during the run. */
   readonly terms: [number, number];
   readonly catchUp?: CatchUpDetails;
+  /** With --repeat: every attempt; the result is the one with the least load from other processes. */
+  readonly attempts?: { throughput: number; p50Ms: number; p99Ms: number; backgroundCores: number }[];
   /** The in-process leader's pipeline in the window, from `RaftNode.events$`. */
   readonly pipeline?: PipelineStats;
 }
@@ -140,7 +142,7 @@ export function markdownReport(r: BenchReport): string {
     const other = s.nodes.find((x) => x.name === 'other processes');
     const background = other && s.seconds > 0 ? `${fmt(other.cpuSeconds / s.seconds, 2)} cores` : '–';
     out.push(
-      `| ${s.name}: ${s.description} | ${s.concurrency || '–'} | ${fmt(s.throughput, 0)} ${s.unit} | ${ms(s.latency?.p50Ms)} ms | ${ms(s.latency?.p99Ms)} ms | ${ms(s.latency?.maxMs)} ms | ${s.errors} | ${cpu.join(' · ')} | ${rss.join(' · ')} | n${s.leaderId}${elections} | ${background} |`,
+      `| ${s.name}: ${s.description}${s.attempts ? ` (quietest of ${s.attempts.length} runs: ${s.attempts.map((a) => fmt(a.throughput, 0)).join(' / ')} ${s.unit})` : ''} | ${s.concurrency || '–'} | ${fmt(s.throughput, 0)} ${s.unit} | ${ms(s.latency?.p50Ms)} ms | ${ms(s.latency?.p99Ms)} ms | ${ms(s.latency?.maxMs)} ms | ${s.errors} | ${cpu.join(' · ')} | ${rss.join(' · ')} | n${s.leaderId}${elections} | ${background} |`,
     );
   }
   out.push('');

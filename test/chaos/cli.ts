@@ -6,6 +6,9 @@
 import { HelpRequested, parseArgs, USAGE } from './options.js';
 import { runChaos } from './run.js';
 
+// A closed pipe (`npm run chaos | head`) must not crash the run before it cleans up.
+process.stdout.on('error', () => undefined);
+
 let options;
 try {
   options = parseArgs(process.argv.slice(2));

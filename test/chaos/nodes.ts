@@ -413,6 +413,14 @@ export class ChaosCluster {
     for (const node of this.list) node.log?.end();
   }
 
+  /** Synchronous last resort when the harness is interrupted: kill -9 every node process. */
+  killAllNow(): void {
+    for (const node of this.list) {
+      if (node.paused) node.child?.kill('SIGCONT');
+      node.child?.kill('SIGKILL');
+    }
+  }
+
   async closeProxies(): Promise<void> {
     await Promise.all(this.list.map((n) => n.proxy.close()));
   }

@@ -87,6 +87,8 @@ export abstract class PgServer {
   abstract stopAbruptly(): Promise<void>;
   abstract start(): Promise<void>;
   abstract close(): Promise<void>;
+  /** Synchronous last resort when the harness is interrupted (an 'exit' handler cannot await). */
+  closeNow(): void {}
   /** Only meaningful for the async-commit control on a throwaway server. */
   async setSynchronousCommit(_on: boolean): Promise<void> {}
   describe(): string {
@@ -203,6 +205,12 @@ class ThrowawayServer extends PgServer {
     if (!this.up) return;
     await this.query(undefined, `ALTER SYSTEM SET synchronous_commit = ${on ? 'on' : 'off'}`);
     await this.query(undefined, 'SELECT pg_reload_conf()');
+  }
+
+  override closeNow(): void {
+    const command = [...this.runAs, join(this.bin, 'pg_ctl'), '-D', this.data, '-m', 'immediate', '-w', 'stop'];
+    spawnSync(command[0]!, command.slice(1), { stdio: 'ignore', timeout: 30_000 });
+    if (!this.options.keep) rmSync(this.dir, { recursive: true, force: true });
   }
 
   async close(): Promise<void> {

@@ -82,6 +82,17 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
         : 'async-commit control: the sample has no env for unsafeAllowAsyncCommit, so synchronous_commit is switched off (ALTER SYSTEM + reload) whenever no node is starting — the nodes check it only at start',
     );
   }
+  // An interrupted run (Ctrl-C, a closed pipe, a crash) must not leave nodes or a server behind.
+  let cluster: ChaosCluster | undefined;
+  let pgServer: { closeNow(): void } | undefined;
+  const emergency = () => {
+    cluster?.killAllNow();
+    pgServer?.closeNow();
+    rmSync(runDir, { recursive: true, force: true });
+  };
+  const onSignal = () => process.exit(130);
+  process.once('exit', emergency);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, onSignal);
   const pg = await startPostgres({
     mode: options.postgres,
     sharedUrl: options.sharedUrl,
@@ -91,9 +102,9 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
     keep: options.keep,
     log: say,
   });
+  pgServer = pg;
   say(`seed ${options.seed}: ${options.nodes} nodes, ${options.clients} clients, ${options.keys} keys, ${options.durationS} s of faults [${options.faults.join(', ') || 'none'}]${options.unsafe ? `, UNSAFE ${options.unsafe}` : ''}${options.failpoints ? ', failpoints' : ''}; ${pg.describe()}`);
 
-  let cluster: ChaosCluster | undefined;
   let workload: Workload | undefined;
   let nemesis: Nemesis | undefined;
   let checks: ChaosChecks | undefined;
@@ -338,6 +349,8 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
     result.historyPath = dir;
   }
   rmSync(runDir, { recursive: true, force: true });
+  process.removeListener('exit', emergency);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.removeListener(signal, onSignal);
   return result;
 }
 
