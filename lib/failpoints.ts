@@ -12,7 +12,11 @@ export type FailpointName =
   /** Entries are committed and persisted, and not yet applied. */
   | 'after-commit-before-apply'
   /** A batch holding a configuration entry was persisted, before anything else happened. */
-  | 'during-config-change';
+  | 'during-config-change'
+  /** The node's own snapshot and compaction were persisted, and the engine does not know yet. */
+  | 'after-snapshot-persist'
+  /** A snapshot from the leader was persisted, and the state machine not yet restored from it. */
+  | 'after-snapshot-install';
 
 const configured = parse(process.env.RAFT_FAILPOINTS);
 

@@ -97,6 +97,18 @@ export {
   type SignedRequestParts,
   type VerifiedPeer,
 } from './transport/auth.js';
+export {
+  SnapshotAssembler,
+  SnapshotTransferError,
+  SNAPSHOT_ASSEMBLER_DEFAULTS,
+  snapshotDigest,
+  type SnapshotAssemblerOptions,
+  type SnapshotAssemblyInfo,
+  type SnapshotChunk,
+  type SnapshotChunkResult,
+  type SnapshotInstaller,
+  type SnapshotTransferErrorCode,
+} from './transport/snapshot-assembler.js';
 export { NonceReplayCache, type NonceReplayCacheOptions, type NonceVerdict } from './transport/auth-replay-cache.js';
 export {
   WireFormatError,
@@ -127,9 +139,9 @@ export { RaftRpcSecurity, type RaftRpcSecurityMode } from './nest/security/raft-
 export { RAFT_RPC_SECURITY } from './nest/security/security.constants.js';
 export { CLUSTER_SECRET_ENV, PREVIOUS_CLUSTER_SECRETS_ENV } from './nest/security/cluster-auth.js';
 export type { RaftRateLimitOptions } from './nest/security/rate-limiter.js';
-export { RAFT_MODULE_OPTIONS, RAFT_NODE, RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, DEFAULT_RPC_LIMITS, type RaftRpcLimits } from './nest/raft.constants.js';
+export { RAFT_MODULE_OPTIONS, RAFT_NODE, RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, RAFT_SNAPSHOT_ASSEMBLER, DEFAULT_RPC_LIMITS, type RaftRpcLimits } from './nest/raft.constants.js';
 export { createRaftRpcController } from './nest/raft-rpc.controller.js';
-export { InvalidRpcBodyError, parseAppendEntries, parseRequestVote, parseSetConfiguration } from './nest/dto/parse-rpc-body.js';
+export { InvalidRpcBodyError, parseAppendEntries, parseInstallSnapshot, parseRequestVote, parseSetConfiguration, parseSetConfigurationBody } from './nest/dto/parse-rpc-body.js';
 export { RequestBodyError } from './nest/raft-body.js';
 
 // Nest-native leader features

@@ -109,3 +109,16 @@ export class StorageFailureError extends RaftError {
     super(`storage failed, the node stopped: ${cause instanceof Error ? cause.message : String(cause)}`);
   }
 }
+
+/**
+ * The entries asked for were compacted into a snapshot (log compaction): they can no longer be
+ * replayed, only the state they produced. `firstIndex` is the first entry still held.
+ */
+export class LogCompactedError extends RaftError {
+  constructor(
+    readonly requestedIndex: number,
+    readonly firstIndex: number,
+  ) {
+    super(`entries before ${firstIndex} were compacted into a snapshot; cannot replay from ${requestedIndex}`);
+  }
+}

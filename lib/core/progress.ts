@@ -4,9 +4,11 @@
  * `probe`: the leader does not yet know where the logs agree; it sends one AppendEntries and waits for
  * the answer (or the next heartbeat). `replicate`: the logs agree up to `match`; the leader pipelines
  * AppendEntries optimistically, advancing `next` as it sends, with at most a bounded number unanswered.
+ * `snapshot`: the entries it needs were compacted; an InstallSnapshot is out and nothing else is sent
+ * until it is answered, reported failed, or times out.
  */
 export class Progress {
-  state: 'probe' | 'replicate' = 'probe';
+  state: 'probe' | 'replicate' | 'snapshot' = 'probe';
   match = 0;
   /** Probe only: one AppendEntries is out and unanswered. */
   paused = false;
@@ -16,6 +18,9 @@ export class Progress {
   recentActive = false;
   /** Heartbeat rounds since the follower last answered while AppendEntries were outstanding. */
   silentHeartbeats = 0;
+  /** Snapshot only: the index of the snapshot being sent, and the tick it was sent at. */
+  pendingSnapshot = 0;
+  snapshotSentAt = 0;
 
   constructor(public next: number) {}
 
@@ -36,6 +41,16 @@ export class Progress {
     this.silentHeartbeats = 0;
   }
 
+  /** An InstallSnapshot of the snapshot at `index` is out: send nothing else until it is settled. */
+  becomeSnapshot(index: number, tick: number): void {
+    this.state = 'snapshot';
+    this.pendingSnapshot = index;
+    this.snapshotSentAt = tick;
+    this.paused = false;
+    this.inflight.length = 0;
+    this.silentHeartbeats = 0;
+  }
+
   /** Records an acknowledgement up to `index`; returns false if it told nothing new. */
   acknowledge(index: number): boolean {
     while (this.inflight.length > 0 && this.inflight[0]! <= index) this.inflight.shift();
@@ -47,6 +62,7 @@ export class Progress {
   }
 
   canSend(maxInflight: number): boolean {
+    if (this.state === 'snapshot') return false;
     return this.state === 'probe' ? !this.paused : this.inflight.length < maxInflight;
   }
 

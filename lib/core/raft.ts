@@ -1,4 +1,4 @@
-import { formatConfiguration, isJoint, isVoter, normalizeIds, sameIds, validateVoterIds, votersOf } from './configuration.js';
+import { formatConfiguration, isJoint, isVoter, membersOf, normalizeIds, sameIds, validateVoterIds, votersOf } from './configuration.js';
 import { ConfigurationChangeError, NotLeaderError, RaftInvariantError } from './errors.js';
 import { RaftLog } from './log.js';
 import { Progress } from './progress.js';
@@ -11,6 +11,8 @@ import {
   type ConfigurationChangeOutcome,
   type Entry,
   type HardState,
+  type InstallSnapshotRequest,
+  type InstallSnapshotResponse,
   type Message,
   type NodeId,
   type RaftCoreOptions,
@@ -20,6 +22,7 @@ import {
   type ReadState,
   type RequestVoteResponse,
   type Role,
+  type SnapshotMetadata,
   type SoftState,
   type TimeoutNowRequest,
 } from './types.js';
@@ -43,6 +46,8 @@ export const CORE_DEFAULTS = {
 interface PendingChange {
   readonly id: number;
   readonly target: readonly NodeId[];
+  /** The learners after the change (carried in the joint and the final configuration). */
+  readonly learners: readonly NodeId[];
   phase: 'catch-up' | 'joint' | 'final';
   /** Tick count after which catch-up gives up. */
   readonly deadline: number;
@@ -81,11 +86,11 @@ export class RaftCore {
   private currentRole: Role = 'follower';
   private leader: NodeId = NO_NODE;
 
-  /** The configuration in force before any configuration entry of the log. */
-  private readonly baseConfiguration: Configuration | undefined;
+  /** The configuration in force at the log's start (the bootstrap configuration, or the one a compaction or snapshot recorded). */
+  private baseConfiguration: Configuration | undefined;
   /** The latest configuration in the log (committed or not): it is in effect as soon as appended (thesis §4.1). */
   private config: Configuration | undefined;
-  /** Index of the entry that holds `config`, 0 when it is the base configuration. */
+  /** Index of the entry that holds `config`; the log's start index when it is the base configuration. */
   private configIndex = 0;
 
   /** Highest index handed out for applying. */
@@ -96,6 +101,10 @@ export class RaftCore {
   private handedOutIndex: number;
   /** Lowest truncation not yet handed to the driver. */
   private pendingTruncateFrom: number | undefined;
+  /** The latest snapshot this server holds durably (what it sends a follower whose entries were compacted). */
+  private latestSnapshot: SnapshotMetadata | undefined;
+  /** A snapshot from the leader accepted but not yet handed to the driver to persist and restore. */
+  private pendingSnapshot: SnapshotMetadata | undefined;
 
   private ticks = 0;
   private electionElapsed = 0;
@@ -141,13 +150,23 @@ export class RaftCore {
     this.catchUpTimeout = options.catchUpTimeoutTicks ?? CORE_DEFAULTS.catchUpElectionTimeouts * options.electionTimeoutTicks;
     this.random = options.random;
 
-    this.raftLog = new RaftLog(recovered.entries);
+    this.raftLog = new RaftLog(recovered.entries, recovered.logStart);
     this.currentTerm = recovered.hardState.term;
     this.votedFor = recovered.hardState.vote;
     if (this.raftLog.lastTerm > this.currentTerm) {
       throw new RaftInvariantError(`stored log has term ${this.raftLog.lastTerm} above the stored current term ${this.currentTerm}`);
     }
+    const start = this.raftLog.startIndex;
+    const snapshot = recovered.snapshot;
+    if (start > 0 && !snapshot) throw new RaftInvariantError(`the log starts after ${start} but there is no snapshot`);
+    if (snapshot && (snapshot.index < start || snapshot.index > this.raftLog.lastIndex)) {
+      throw new RaftInvariantError(`snapshot at ${snapshot.index} is outside the stored log (${start}..${this.raftLog.lastIndex})`);
+    }
+    this.latestSnapshot = snapshot;
     this.applied = recovered.appliedIndex ?? 0;
+    if (this.applied < start) {
+      throw new RaftInvariantError(`applied index ${this.applied} is below the compacted log (it starts after ${start}): restore the snapshot first`);
+    }
     this.commit = Math.min(Math.max(recovered.hardState.commit, this.applied), this.raftLog.lastIndex);
     if (this.applied > this.raftLog.lastIndex) {
       throw new RaftInvariantError(`applied index ${this.applied} is beyond the stored log (${this.raftLog.lastIndex})`);
@@ -189,9 +208,17 @@ export class RaftCore {
   get configuration(): Configuration | undefined {
     return this.config;
   }
-  /** The engine's view of its log, for checkers and tests. */
+  /** The engine's view of its log (after its compaction point), for checkers and tests. */
   log(): readonly Entry[] {
     return this.raftLog.slice(1);
+  }
+  /** Where the in-memory log starts: entries up to here were compacted into a snapshot. */
+  get logStartIndex(): number {
+    return this.raftLog.startIndex;
+  }
+  /** The latest snapshot this server holds (its own or one installed from the leader). */
+  get snapshot(): SnapshotMetadata | undefined {
+    return this.latestSnapshot;
   }
   /** The leader's view of each follower's match index (empty on other roles). */
   matchIndexes(): ReadonlyMap<NodeId, number> {
@@ -222,6 +249,119 @@ export class RaftCore {
         return this.handleRequestVoteResponse(message);
       case 'TimeoutNow':
         return this.handleTimeoutNow(message);
+      case 'InstallSnapshot':
+        return this.handleInstallSnapshot(message);
+      case 'InstallSnapshotResponse':
+        return this.handleInstallSnapshotResponse(message);
+    }
+  }
+
+  // ---------------------------------------------------------------- snapshots and compaction
+
+  /**
+   * What a snapshot of the state machine at `index` covers: the term of that entry and the
+   * configuration in force there. `index` must be applied (handed out in `committedEntries`) and
+   * still in the log.
+   */
+  snapshotMetadata(index: number): SnapshotMetadata {
+    const term = this.raftLog.term(index);
+    if (index > this.applied || term === undefined) {
+      throw new RaftInvariantError(`no snapshot possible at ${index} (applied ${this.applied}, log ${this.raftLog.startIndex}..${this.raftLog.lastIndex})`);
+    }
+    return { index, term, configuration: this.configurationAt(index)! };
+  }
+
+  /** The configuration in force at `index` (which must be at or after the log's start). */
+  configurationAt(index: number): Configuration | undefined {
+    return this.configurationBefore(index + 1);
+  }
+
+  /**
+   * Tells the engine that `snapshot` is durable and that every stored entry up to `compactTo` was
+   * dropped (the driver wrote both in one batch): the in-memory log drops them too. Entries between
+   * `compactTo` and the snapshot stay, for followers that are only a little behind. A snapshot older
+   * than the one held, or a compaction below the log's start, changes nothing of that part.
+   */
+  compact(snapshot: SnapshotMetadata, compactTo: number): void {
+    if (compactTo > snapshot.index) throw new RaftInvariantError(`cannot compact to ${compactTo}, past the snapshot at ${snapshot.index}`);
+    if (snapshot.index > (this.latestSnapshot?.index ?? -1)) this.latestSnapshot = snapshot;
+    if (compactTo <= this.raftLog.startIndex) return;
+    if (compactTo > this.applied || compactTo > this.handedOutIndex) {
+      throw new RaftInvariantError(`cannot compact to ${compactTo}: only applied, persisted entries may be (applied ${this.applied})`);
+    }
+    const configuration = this.configurationAt(compactTo);
+    this.raftLog.compact(compactTo);
+    this.baseConfiguration = configuration;
+    if (this.configIndex < compactTo) this.configIndex = compactTo;
+  }
+
+  /**
+   * The driver could not deliver the InstallSnapshot to `to` (no answer, a transport failure): go back
+   * to probing, which sends the snapshot again at the next heartbeat if it is still needed (not before).
+   */
+  snapshotFailed(to: NodeId): void {
+    const pr = this.progress.get(to);
+    if (this.currentRole !== 'leader' || pr?.state !== 'snapshot') return;
+    pr.becomeProbe(pr.match + 1);
+    pr.paused = true; // not at once (a failing transport would loop): the next heartbeat probes again
+  }
+
+  private sendSnapshot(node: NodeId, pr: Progress): void {
+    const snapshot = this.latestSnapshot;
+    if (!snapshot) throw new RaftInvariantError(`node ${node} needs entries before ${this.raftLog.firstIndex} but there is no snapshot`);
+    this.send({ type: 'InstallSnapshot', from: this.id, to: node, term: this.currentTerm, snapshot });
+    pr.becomeSnapshot(snapshot.index, this.ticks);
+  }
+
+  /**
+   * A follower receives the leader's snapshot (thesis §5.4.1 / Figure 5.3): one that does not go
+   * beyond what is committed here changes nothing; otherwise it replaces the log up to its index,
+   * keeping a suffix that agrees with it, and the state machine is restored from it.
+   */
+  private handleInstallSnapshot(m: InstallSnapshotRequest): void {
+    if (this.currentRole !== 'follower') this.becomeFollower(this.currentTerm, m.from);
+    this.leader = m.from;
+    this.electionElapsed = 0;
+    const s = m.snapshot;
+    if (s.index <= this.commit) {
+      // Everything up to our commit index agrees with the leader's log (Leader Completeness).
+      this.send(this.snapshotResponse(m.from, this.commit));
+      return;
+    }
+    if (this.keepsLogAfterSnapshot(s)) {
+      // Log Matching: the entries after the snapshot agree with the leader's too; keep them.
+      this.raftLog.compact(s.index);
+    } else {
+      if (this.handedOutIndex > s.index) this.pendingTruncateFrom = Math.min(this.pendingTruncateFrom ?? s.index + 1, s.index + 1);
+      this.raftLog.reset({ index: s.index, term: s.term });
+      this.persistedIndex = Math.min(this.persistedIndex, this.commit);
+    }
+    this.handedOutIndex = Math.max(this.handedOutIndex, s.index);
+    if (this.pendingTruncateFrom !== undefined && this.pendingTruncateFrom <= s.index) this.pendingTruncateFrom = undefined;
+    this.commit = s.index;
+    this.applied = s.index;
+    this.baseConfiguration = s.configuration;
+    this.recomputeConfiguration();
+    this.latestSnapshot = s;
+    this.pendingSnapshot = s;
+    this.send(this.snapshotResponse(m.from, s.index));
+  }
+
+  private snapshotResponse(to: NodeId, matchIndex: number): InstallSnapshotResponse {
+    return { type: 'InstallSnapshotResponse', from: this.id, to, term: this.currentTerm, matchIndex };
+  }
+
+  private handleInstallSnapshotResponse(m: InstallSnapshotResponse): void {
+    if (this.currentRole !== 'leader') return;
+    const pr = this.progress.get(m.from);
+    if (!pr) return;
+    pr.recentActive = true;
+    const advanced = m.matchIndex > 0 && pr.acknowledge(m.matchIndex);
+    if (pr.state === 'snapshot') pr.becomeProbe(pr.match + 1);
+    if (advanced) {
+      this.maybeCommit();
+      this.advanceChange();
+      if (this.transfer?.to === m.from) this.maybeSendTimeoutNow();
     }
   }
 
@@ -239,17 +379,20 @@ export class RaftCore {
   }
 
   /**
-   * Starts a membership change to the voter set `voters` (joint consensus, §6 / thesis §4.3): new
-   * servers first catch up without a vote, then C_old,new is appended, then C_new. The returned id
-   * reappears in a Ready's `configurationChanges` when the change is committed or abandoned.
+   * Starts a membership change to the voter set `voters` and the learner set `learners` (joint
+   * consensus, §6 / thesis §4.3): new voters first catch up without a vote, then C_old,new is
+   * appended, then C_new. A change of learners alone moves no majority and takes one entry. The
+   * returned id reappears in a Ready's `configurationChanges` when the change is committed or
+   * abandoned. A learner becomes a voter by naming it in `voters` (promotion); a voter cannot become
+   * a learner in one change (remove it first).
    * @throws NotLeaderError on any other role.
-   * @throws ConfigurationChangeError when the set is invalid, a change is already under way, or this
+   * @throws ConfigurationChangeError when the sets are invalid, a change is already under way, or this
    *   leader has not yet committed an entry of its own term (the single-server-change bug of 2015:
    *   a new leader must commit its no-op before it may change the configuration).
    */
-  proposeConfiguration(voters: readonly NodeId[], addresses?: Readonly<Record<string, string>>): number {
+  proposeConfiguration(voters: readonly NodeId[], addresses?: Readonly<Record<string, string>>, learners: readonly NodeId[] = this.config?.learners ?? []): number {
     if (this.currentRole !== 'leader') throw new NotLeaderError(this.leader);
-    const problem = validateVoterIds(voters);
+    const problem = validateVoterIds(voters, learners);
     if (problem) throw new ConfigurationChangeError('invalid', problem);
     if (this.commit < this.noopIndex) {
       throw new ConfigurationChangeError('leader-not-ready', 'the leader has not yet committed an entry of its term');
@@ -259,18 +402,32 @@ export class RaftCore {
       throw new ConfigurationChangeError('in-progress', `another change is under way (configuration ${formatConfiguration(config)})`);
     }
     const target = normalizeIds(voters);
+    const newLearners = normalizeIds(learners);
+    const demoted = newLearners.find((node) => config.voters.includes(node));
+    if (demoted !== undefined) {
+      throw new ConfigurationChangeError('invalid', `voter ${demoted} cannot become a learner in one change: remove it first, then add it as a learner`);
+    }
     const id = this.nextChangeId++;
-    if (sameIds(target, config.voters)) {
+    const sameLearners = sameIds(newLearners, config.learners ?? []);
+    if (sameIds(target, config.voters) && sameLearners) {
       this.outcomes.push({ id, status: 'committed', configuration: config });
+      return id;
+    }
+    const allAddresses = { ...config.addresses, ...addresses };
+    if (sameIds(target, config.voters)) {
+      // Learners only: no majority moves, so one entry does it (and its servers catch up as learners).
+      const entry = this.appendAsLeader('config', EMPTY, configuration(target, undefined, newLearners, allAddresses));
+      this.pendingChange = { id, target, learners: newLearners, phase: 'final', deadline: 0, index: entry.index, addresses: allAddresses };
       return id;
     }
     this.pendingChange = {
       id,
       target,
+      learners: newLearners,
       phase: 'catch-up',
       deadline: this.ticks + this.catchUpTimeout,
       index: 0,
-      addresses: { ...config.addresses, ...addresses },
+      addresses: allAddresses,
     };
     for (const node of target) {
       if (node !== this.id && !this.progress.has(node)) {
@@ -335,7 +492,7 @@ export class RaftCore {
     const round = ++this.readRound;
     this.pendingReads.push({ id, index: this.commit, round, acks: new Map([[this.id, true]]) });
     // Every AppendEntries sent from now on carries this round; send some at once rather than waiting for the heartbeat.
-    for (const [node, pr] of this.progress) this.send(this.appendRequest(node, pr.match, []));
+    for (const [node, pr] of this.progress) this.send(this.heartbeat(node, pr));
     this.releaseConfirmedReads();
   }
 
@@ -360,6 +517,7 @@ export class RaftCore {
       this.messages.length > 0 ||
       this.raftLog.lastIndex > this.handedOutIndex ||
       this.pendingTruncateFrom !== undefined ||
+      this.pendingSnapshot !== undefined ||
       this.commit > this.applied ||
       this.outcomes.length > 0 ||
       this.readStates.length > 0 ||
@@ -378,6 +536,7 @@ export class RaftCore {
     const ready: Ready = {
       ...(hardChanged ? { hardState } : {}),
       ...(this.pendingTruncateFrom !== undefined ? { truncateFrom: this.pendingTruncateFrom } : {}),
+      ...(this.pendingSnapshot ? { snapshot: this.pendingSnapshot } : {}),
       entries: this.raftLog.slice(this.handedOutIndex + 1),
       messages: this.messages,
       committedEntries: this.raftLog.slice(this.applied + 1, this.commit),
@@ -389,6 +548,7 @@ export class RaftCore {
     this.lastSoftState = softState;
     this.handedOutIndex = this.raftLog.lastIndex;
     this.pendingTruncateFrom = undefined;
+    this.pendingSnapshot = undefined;
     this.applied = this.commit;
     this.messages = [];
     this.outcomes = [];
@@ -398,6 +558,9 @@ export class RaftCore {
 
   /** Acknowledges that `ready` is durable. Only now does a leader count its own entries (thesis §10.2.1). */
   advance(ready: Ready): void {
+    if (ready.snapshot && this.raftLog.term(ready.snapshot.index) === ready.snapshot.term) {
+      this.persistedIndex = Math.max(this.persistedIndex, ready.snapshot.index);
+    }
     const last = ready.entries.at(-1);
     if (last && this.raftLog.term(last.index) === last.term) {
       // Same index and term means the same prefix (Log Matching), so the store agrees up to here.
@@ -438,6 +601,14 @@ export class RaftCore {
     void prevLogIndex;
   }
 
+  /**
+   * Whether a follower keeps its entries after an installed snapshot (thesis §5.4.1 / Figure 5.3): only
+   * when its log holds the snapshot's last entry with the same term; otherwise the whole log goes.
+   */
+  protected keepsLogAfterSnapshot(snapshot: SnapshotMetadata): boolean {
+    return this.raftLog.term(snapshot.index) === snapshot.term;
+  }
+
   /** Drops the log suffix from `from`, rolling back a configuration that lived there (thesis §4.1). */
   protected truncateLog(from: number): void {
     if (from <= this.commit) throw new RaftInvariantError(`refusing to truncate committed entry ${from} (commit index ${this.commit})`);
@@ -468,7 +639,7 @@ export class RaftCore {
         if (m.preVote) return true; // a pre-vote changes no state
       }
       if (m.type === 'RequestVoteResponse' && m.preVote && m.voteGranted) return true;
-      this.becomeFollower(m.term, m.type === 'AppendEntries' ? m.from : NO_NODE);
+      this.becomeFollower(m.term, m.type === 'AppendEntries' || m.type === 'InstallSnapshot' ? m.from : NO_NODE);
       return true;
     }
     if (m.term < this.currentTerm) {
@@ -477,6 +648,8 @@ export class RaftCore {
         this.send(this.appendResponse(m.from, false, 0, m.prevLogIndex, 0, 0));
       } else if (m.type === 'RequestVote') {
         this.send({ type: 'RequestVoteResponse', from: this.id, to: m.from, term: this.currentTerm, voteGranted: false, preVote: m.preVote });
+      } else if (m.type === 'InstallSnapshot') {
+        this.send(this.snapshotResponse(m.from, 0));
       }
       return false;
     }
@@ -518,7 +691,7 @@ export class RaftCore {
     this.heartbeatElapsed = 0;
     this.electionElapsed = 0;
     this.progress.clear();
-    for (const node of votersOf(this.config!)) {
+    for (const node of membersOf(this.config!)) {
       if (node !== this.id) this.progress.set(node, new Progress(this.raftLog.lastIndex + 1));
     }
     // §5.4.2 / thesis §6.4: commit an entry of this term at once, which also commits every earlier one.
@@ -555,7 +728,7 @@ export class RaftCore {
 
   /** The configuration in force just before the entry at `index`. */
   private configurationBefore(index: number): Configuration | undefined {
-    for (let i = index - 1; i >= 1; i--) {
+    for (let i = index - 1; i > this.raftLog.startIndex; i--) {
       const entry = this.raftLog.entry(i)!;
       if (entry.type === 'config') return entry.config;
     }
@@ -647,6 +820,11 @@ export class RaftCore {
 
     const last = this.raftLog.lastIndex;
     const echo = m.context !== undefined ? { context: m.context } : {};
+    if (m.prevLogIndex < this.raftLog.startIndex) {
+      // Compacted here, hence committed, hence the same as the leader's up to our commit index.
+      this.send({ ...this.appendResponse(m.from, true, this.commit, 0, 0, 0), ...echo });
+      return;
+    }
     if (m.prevLogIndex > last) {
       this.send({ ...this.appendResponse(m.from, false, 0, m.prevLogIndex, 0, last + 1), ...echo });
       return;
@@ -710,12 +888,14 @@ export class RaftCore {
         // An AppendEntries of the pipeline was probably lost; fall back to probing from what is known to match.
         pr.becomeProbe(pr.match + 1);
       }
+      if (pr.state === 'snapshot' && this.ticks - pr.snapshotSentAt > 2 * this.electionTimeout) {
+        pr.becomeProbe(pr.match + 1); // the snapshot was neither answered nor reported failed: try again
+      }
       if (pr.state === 'probe') {
         pr.paused = false;
         this.sendAppend(node, pr, true);
       } else {
-        // An empty AppendEntries at the confirmed match point always passes the consistency check.
-        this.send(this.appendRequest(node, pr.match, []));
+        this.send(this.heartbeat(node, pr));
       }
     }
   }
@@ -727,7 +907,19 @@ export class RaftCore {
     }
   }
 
+  /**
+   * An empty AppendEntries at the confirmed match point, which always passes the consistency check;
+   * at the log's start when that point was compacted (a follower being sent a snapshot).
+   */
+  private heartbeat(node: NodeId, pr: Progress): AppendEntriesRequest {
+    return this.appendRequest(node, Math.max(pr.match, this.raftLog.startIndex), []);
+  }
+
   private sendAppend(node: NodeId, pr: Progress, evenIfEmpty: boolean): void {
+    if (pr.next <= this.raftLog.startIndex) {
+      this.sendSnapshot(node, pr); // the entries it needs are gone: only the snapshot can catch it up
+      return;
+    }
     const entries = this.raftLog.sliceForAppend(pr.next, this.maxEntriesPerAppend, this.maxBytesPerAppend);
     if (entries.length === 0 && !evenIfEmpty) return;
     this.send(this.appendRequest(node, pr.next - 1, entries));
@@ -760,7 +952,7 @@ export class RaftCore {
     }
     if (m.success) {
       const advanced = pr.acknowledge(m.matchIndex);
-      if (pr.state === 'probe') {
+      if (pr.state === 'probe' || (pr.state === 'snapshot' && pr.match >= this.raftLog.startIndex)) {
         pr.becomeReplicate(); // the logs agree up to match: pipeline from here
       }
       if (advanced) {
@@ -770,8 +962,9 @@ export class RaftCore {
       }
       return;
     }
-    // A rejection of something already known to match is late or duplicated: ignore it.
-    if (m.rejectedIndex <= pr.match) return;
+    // A rejection of something already known to match is late or duplicated: ignore it. While a
+    // snapshot is out, rejections of heartbeats say only what the snapshot will fix.
+    if (m.rejectedIndex <= pr.match || pr.state === 'snapshot') return;
     if (pr.state === 'probe' && m.rejectedIndex !== pr.next - 1) return;
     pr.becomeProbe(this.nextAfterRejection(m));
   }
@@ -808,7 +1001,7 @@ export class RaftCore {
     const config = this.config!;
     if (isJoint(config) && this.configIndex <= this.commit) {
       // C_old,new is committed: move on to C_new (§6), whoever started the change.
-      const entry = this.appendAsLeader('config', EMPTY, { voters: config.voters, ...onlyAddressesOf(config.voters, config.addresses) });
+      const entry = this.appendAsLeader('config', EMPTY, configuration(config.voters, undefined, config.learners ?? [], config.addresses ?? {}));
       if (this.pendingChange?.phase === 'joint') {
         this.pendingChange.phase = 'final';
         this.pendingChange.index = entry.index;
@@ -835,8 +1028,9 @@ export class RaftCore {
     const caughtUp = change.target.every((node) => node === this.id || current.includes(node) || (this.progress.get(node)?.match ?? 0) >= this.commit);
     if (!caughtUp) return;
     change.phase = 'joint';
-    const addresses = onlyAddressesOf([...change.target, ...current], change.addresses);
-    change.index = this.appendAsLeader('config', EMPTY, { voters: change.target, outgoing: current, ...addresses }).index;
+    // A learner being promoted is a voter of C_new and no longer a learner.
+    const learners = change.learners.filter((node) => !change.target.includes(node));
+    change.index = this.appendAsLeader('config', EMPTY, configuration(change.target, current, learners, change.addresses)).index;
   }
 
   private failChange(reason: string): void {
@@ -855,7 +1049,7 @@ export class RaftCore {
   }
 
   private recomputeConfiguration(): void {
-    for (let index = this.raftLog.lastIndex; index >= 1; index--) {
+    for (let index = this.raftLog.lastIndex; index > this.raftLog.startIndex; index--) {
       const entry = this.raftLog.entry(index)!;
       if (entry.type === 'config') {
         this.config = entry.config;
@@ -864,12 +1058,12 @@ export class RaftCore {
       }
     }
     this.config = this.baseConfiguration;
-    this.configIndex = 0;
+    this.configIndex = this.raftLog.startIndex;
   }
 
   /** The leader replicates to every member of the configuration, plus servers catching up for a change. */
   private syncProgressWithConfiguration(): void {
-    const wanted = new Set(votersOf(this.config!));
+    const wanted = new Set(membersOf(this.config!));
     if (this.pendingChange) for (const node of this.pendingChange.target) wanted.add(node);
     wanted.delete(this.id);
     for (const node of wanted) if (!this.progress.has(node)) this.progress.set(node, new Progress(this.raftLog.lastIndex + 1));
@@ -889,6 +1083,16 @@ export class RaftCore {
   private softState(): SoftState {
     return { role: this.currentRole, term: this.currentTerm, leaderId: this.leader };
   }
+}
+
+/** A configuration entry's content: C_new (with C_old while joint), its learners, and the addresses of all of them. */
+function configuration(voters: readonly NodeId[], outgoing: readonly NodeId[] | undefined, learners: readonly NodeId[], addresses: Readonly<Record<string, string>>): Configuration {
+  return {
+    voters,
+    ...(outgoing ? { outgoing } : {}),
+    ...(learners.length > 0 ? { learners } : {}),
+    ...onlyAddressesOf([...voters, ...(outgoing ?? []), ...learners], addresses),
+  };
 }
 
 /** `{ addresses }` restricted to `ids`, or nothing when no address is known. */

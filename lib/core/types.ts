@@ -32,6 +32,12 @@ export interface Configuration {
   /** C_old while a joint configuration is in effect; absent otherwise. Sorted, no duplicates. */
   readonly outgoing?: readonly NodeId[];
   /**
+   * Learners: non-voting members. They receive the log (and snapshots) like any follower, but never
+   * vote, never count toward a majority and never campaign; a change can promote one to a voter.
+   * Sorted, no duplicates, disjoint from `voters` and `outgoing`; absent when there are none.
+   */
+  readonly learners?: readonly NodeId[];
+  /**
    * Where to reach each member (for example its URL), carried through the log so that every server,
    * and any later leader, can reach a server that was added. The engine never reads it.
    */
@@ -139,8 +145,52 @@ export interface TimeoutNowRequest {
   readonly term: number;
 }
 
+/**
+ * What a snapshot covers (thesis §5): the state machine after applying every entry up to `index`,
+ * whose term was `term`, and the configuration in force at `index`. The bytes travel beside it.
+ */
+export interface SnapshotMetadata {
+  readonly index: number;
+  readonly term: number;
+  readonly configuration: Configuration;
+}
+
+/**
+ * InstallSnapshot (thesis §5.4.1 / Figure 5.3): the leader has compacted the entries a follower needs,
+ * so it sends its latest snapshot instead. The engine deals only in metadata: the driver and the
+ * transport carry the snapshot's bytes (in chunks), and step the message into the follower's engine
+ * only once every byte has arrived.
+ */
+export interface InstallSnapshotRequest {
+  readonly type: 'InstallSnapshot';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: number;
+  readonly snapshot: SnapshotMetadata;
+}
+
+/** The answer to {@link InstallSnapshotRequest}. */
+export interface InstallSnapshotResponse {
+  readonly type: 'InstallSnapshotResponse';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: number;
+  /**
+   * The index up to which the follower's log now matches the leader's: the snapshot's index once it is
+   * installed (or the follower's commit index if that was already beyond it); 0 when refused.
+   */
+  readonly matchIndex: number;
+}
+
 /** Every message the engine sends or receives. */
-export type Message = AppendEntriesRequest | AppendEntriesResponse | RequestVoteRequest | RequestVoteResponse | TimeoutNowRequest;
+export type Message =
+  | AppendEntriesRequest
+  | AppendEntriesResponse
+  | RequestVoteRequest
+  | RequestVoteResponse
+  | TimeoutNowRequest
+  | InstallSnapshotRequest
+  | InstallSnapshotResponse;
 
 /** What the engine tells its driver about itself (not persisted). */
 export interface SoftState {
@@ -165,16 +215,24 @@ export interface ConfigurationChangeOutcome {
  * The effects of one or more calls into the engine, in the order a driver must carry them out:
  *
  * 1. persist, atomically: `hardState` (if present), then delete the log suffix from `truncateFrom`
- *    (if present), then append `entries`;
+ *    (if present), then, if `snapshot` is present, store the snapshot that arrived with it and drop
+ *    every entry up to its index, then append `entries`;
  * 2. only then send `messages` (a vote or an acknowledgement may never leave before the state it
  *    promises is durable: §5.1, Figure 2 "respond to RPCs only after updating stable storage");
- * 3. apply `committedEntries` in order (they are gapless and each index is handed out once);
+ * 3. if `snapshot` is present, restore the state machine from it (after any committed entries handed
+ *    out earlier), then apply `committedEntries` in order (gapless, each index handed out once);
  * 4. call `advance(ready)` to tell the engine the batch is durable.
  */
 export interface Ready {
   readonly hardState?: HardState;
   /** Delete every stored entry with `index >= truncateFrom`, before appending `entries`. */
   readonly truncateFrom?: number;
+  /**
+   * A snapshot from the leader that this server accepted (InstallSnapshot): persist it with the
+   * snapshot's bytes, drop every stored entry up to its index (the log now starts after it), and
+   * restore the state machine from it. Answers in `messages` promise it is durable.
+   */
+  readonly snapshot?: SnapshotMetadata;
   readonly entries: readonly Entry[];
   readonly messages: readonly Message[];
   readonly committedEntries: readonly Entry[];
@@ -195,17 +253,38 @@ export interface ReadState {
   readonly index: number;
 }
 
+/**
+ * Where the stored log starts after compaction: every entry up to `index` was dropped, and `term` is
+ * the term the entry at `index` had (so the consistency check of the next AppendEntries still works).
+ * `{ index: 0, term: 0 }` for a log that was never compacted.
+ */
+export interface LogStart {
+  readonly index: number;
+  readonly term: number;
+}
+
 /** What a server starts from: what its storage held after a crash, or nothing on first start. */
 export interface RecoveredState {
   readonly hardState: HardState;
-  /** The stored log, in index order, gapless, starting at index 1. */
+  /** The stored log, in index order, gapless, starting at `logStart.index + 1` (index 1 if never compacted). */
   readonly entries: readonly Entry[];
+  /** Where the log starts after compaction; absent means `{ index: 0, term: 0 }`. */
+  readonly logStart?: LogStart;
   /**
-   * The configuration in force before the first stored entry (the bootstrap configuration), or
-   * `undefined` for a server that is joining an existing cluster and waits to be contacted.
+   * The configuration in force at `logStart.index` (before any compaction: the bootstrap
+   * configuration), or `undefined` for a server that is joining an existing cluster and waits to be
+   * contacted.
    */
   readonly baseConfiguration?: Configuration;
-  /** The highest index the state machine had already applied (0 when it keeps no state). */
+  /**
+   * The latest durable snapshot's metadata (its bytes stay in storage until needed). Its index is at
+   * least `logStart.index` and at most the last stored index.
+   */
+  readonly snapshot?: SnapshotMetadata;
+  /**
+   * The highest index the state machine reflects when the engine starts: what a durable state machine
+   * had applied, or the snapshot's index after the driver restored it (0 when it keeps no state).
+   */
   readonly appliedIndex?: number;
 }
 

@@ -76,6 +76,12 @@ export interface RaftModuleOptions extends RaftTimingOptions {
   /** Largest request body the RPC endpoints accept, in bytes. Default 8 MiB. */
   readonly bodyLimitBytes?: number;
   /**
+   * Largest snapshot this node accepts from a leader (InstallSnapshot, received in chunks), in bytes.
+   * Default 256 MiB. Must be at least the size of the leader's snapshots, or this node cannot catch up
+   * once the entries it lacks were compacted away.
+   */
+  readonly maxSnapshotBytes?: number;
+  /**
    * The cluster's shared secret (at least 16 bytes; the same on every node): every RPC is signed with
    * HMAC-SHA256 under it and verified by the receiver. Default: the environment variable
    * `RAFT_CLUSTER_SECRET`. Required as soon as the cluster can have more than one node (more than one

@@ -35,6 +35,9 @@ export function validateModuleOptions(options: RaftModuleOptions): void {
   if (options.bodyLimitBytes !== undefined && !(Number.isSafeInteger(options.bodyLimitBytes) && options.bodyLimitBytes > 0)) {
     throw new RaftOptionsError('bodyLimitBytes', `must be a positive integer, got ${String(options.bodyLimitBytes)}`);
   }
+  if (options.maxSnapshotBytes !== undefined && !(Number.isSafeInteger(options.maxSnapshotBytes) && options.maxSnapshotBytes > 0)) {
+    throw new RaftOptionsError('maxSnapshotBytes', `must be a positive integer, got ${String(options.maxSnapshotBytes)}`);
+  }
   if (options.authClockSkewMs !== undefined && !(Number.isSafeInteger(options.authClockSkewMs) && options.authClockSkewMs > 0)) {
     throw new RaftOptionsError('authClockSkewMs', `must be a positive integer, got ${String(options.authClockSkewMs)}`);
   }

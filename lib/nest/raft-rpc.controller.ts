@@ -9,11 +9,12 @@
  * nothing. Answers are written directly, not through Nest's exception filters, so that peers always
  * get the wire format of `wire.ts`.
  */
-import { Controller, Get, Inject, Logger, Optional, Post, Req, Res, type Type } from '@nestjs/common';
+import { Controller, Get, Inject, Logger, Optional, Post, Req, Res, type OnModuleDestroy, type Type } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
 import { RaftOptionsError } from '../core/errors.js';
 import type { NodeId } from '../core/types.js';
 import { HttpTransport } from '../transport/http-transport.js';
+import { SnapshotAssembler, SnapshotTransferError } from '../transport/snapshot-assembler.js';
 import type { RaftMember, RaftRpcHandler, RpcOptions } from '../transport/transport.js';
 import {
   DEFAULT_PATH_PREFIX,
@@ -22,6 +23,7 @@ import {
   TO_HEADER,
   encodeAnswer,
   encodeAppendEntriesResult,
+  encodeInstallSnapshotResult,
   encodeRequestVoteResult,
   errorToWire,
   isIndex,
@@ -31,8 +33,8 @@ import {
   type WirePeer,
 } from '../transport/wire.js';
 import { PeerAuthError } from '../transport/auth.js';
-import { InvalidRpcBodyError, parseAppendEntries, parseRequestVote, parseSetConfiguration } from './dto/parse-rpc-body.js';
-import { RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, type RaftRpcLimits } from './raft.constants.js';
+import { InvalidRpcBodyError, parseAppendEntries, parseInstallSnapshot, parseRequestVote, parseSetConfigurationBody } from './dto/parse-rpc-body.js';
+import { DEFAULT_RPC_LIMITS, RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, RAFT_SNAPSHOT_ASSEMBLER, type RaftRpcLimits } from './raft.constants.js';
 import { RequestBodyError, checkJsonContentType, parseJsonBytes, readJsonBody, readRawBody, type RaftHttpRequest } from './raft-body.js';
 import type { AdmittedRpc, RaftRpcSecurity } from './security/raft-rpc-security.js';
 import { RAFT_RPC_SECURITY } from './security/security.constants.js';
@@ -63,13 +65,18 @@ class WrongNodeError extends Error {
  * | `POST appendentries` | JSON (`application/json` or `application/vnd.raft+json`) | `{ term, success, match_index, … }` |
  * | `POST requestvote` | JSON | `{ term, vote_granted, pre_vote? }` |
  * | `POST command` | the command's bytes, `application/octet-stream` | `{ result }` after commit |
- * | `POST setconfiguration` | `{ peers: [{ id?, url? }] }` | `{ success: true }` after C_new commits |
+ * | `POST setconfiguration` | `{ peers: [{ id?, url? }], learners?: [{ id?, url? }] }` | `{ success: true }` after C_new commits |
+ * | `POST readindex` | `{}` | `{ index }` |
+ * | `POST timeoutnow` | `{ term, leader_id }` | `{}` |
+ * | `POST installsnapshot` | one chunk: `{ term, leader_id, last_included_index, last_included_term, configuration, size, offset, data, done, digest? }` | `{ term, next_offset }`, or `{ term, match_index }` once installed |
  *
  * Errors: 400 malformed, 401 unauthenticated (missing, forged, stale or replayed signature), 403 the
  * body speaks for another node than the signer, 409 `wrong_node` or a refused membership change
  * (`reason`), 410 the sender was removed from the cluster, 412 signed for another cluster, 413 too
  * large, 415 wrong content type, 421 not the leader (`leader_id`, `leader_url`), 429 too many
- * unauthenticated requests, 503 leadership lost or node stopped, 504 timeout.
+ * unauthenticated requests, 501 the node takes no snapshots, 503 leadership lost or node stopped, 504
+ * timeout. InstallSnapshot adds 409 `snapshot_stale`/`snapshot_busy`/`snapshot_digest_mismatch` and
+ * 413 `snapshot_too_large` (see `SnapshotAssembler`).
  */
 /**
  * Checks a small JSON body: an object with exactly the fields in `shape`, each passing its check
@@ -89,14 +96,30 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
   const prefix = normalizePathPrefix(pathPrefix);
 
   @Controller(prefix || '/')
-  class RaftRpcController {
+  class RaftRpcController implements OnModuleDestroy {
     private readonly logger = new Logger('RaftRpcController');
+    private readonly snapshots: SnapshotAssembler;
+    /** Whether {@link snapshots} was made here (then closed here). */
+    private readonly ownsSnapshots: boolean;
 
     constructor(
       @Inject(RAFT_RPC_HANDLER) private readonly handler: RaftRpcHandler,
       @Inject(RAFT_RPC_LIMITS) private readonly limits: RaftRpcLimits,
       @Optional() @Inject(RAFT_RPC_SECURITY) private readonly security?: RaftRpcSecurity,
-    ) {}
+      @Optional() @Inject(RAFT_SNAPSHOT_ASSEMBLER) snapshots?: SnapshotAssembler,
+    ) {
+      this.ownsSnapshots = snapshots === undefined;
+      this.snapshots =
+        snapshots ??
+        new SnapshotAssembler({
+          maxSnapshotBytes: limits.maxSnapshotBytes ?? DEFAULT_RPC_LIMITS.maxSnapshotBytes,
+          idleTimeoutMs: limits.snapshotIdleTimeoutMs ?? DEFAULT_RPC_LIMITS.snapshotIdleTimeoutMs,
+        });
+    }
+
+    onModuleDestroy(): void {
+      if (this.ownsSnapshots) this.snapshots.close();
+    }
 
     /** `GET {prefix}/id`: how an HTTP peer learns who answers at an address (the Go model's `idHandler`). Public, throttled. */
     @Get(RPC_PATHS.id)
@@ -162,11 +185,19 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
       return this.serve(req, res, true, async () => {
         this.checkAddressee(req);
         const { json, peer } = await this.readJson(req);
-        const peers = parseSetConfiguration(json);
+        const { peers, learners } = parseSetConfigurationBody(json);
         this.authorize(req, peer, {});
         const options = this.callOptions(req, res);
         const members = await this.resolveMembers(peers, options);
-        await this.handler.setConfiguration(members, options);
+        if (learners) {
+          const resolved = await this.resolveMembers(learners, options, 'learners');
+          const voters = new Set(members.map((m) => m.id));
+          const both = resolved.findIndex((m) => voters.has(m.id));
+          if (both >= 0) throw new InvalidRpcBodyError('SetConfiguration', [`learners.${both} is node ${resolved[both]!.id}, which is also a voter`]);
+          await this.handler.setConfiguration(members, options, resolved);
+        } else {
+          await this.handler.setConfiguration(members, options);
+        }
         return { success: true };
       });
     }
@@ -195,6 +226,24 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
         if (!this.handler.timeoutNow) throw new RaftOptionsError('timeoutnow', 'this node does not take leadership transfers');
         await this.handler.timeoutNow({ type: 'TimeoutNow', from: body.leader_id, to: this.handler.id, term: body.term });
         return {};
+      });
+    }
+
+    /**
+     * One chunk of a snapshot from the leader (InstallSnapshot, thesis §5.4.1): buffered until the last
+     * one, which installs the snapshot on the node (see `SnapshotAssembler` for the rules).
+     */
+    @Post(RPC_PATHS.installSnapshot)
+    installSnapshot(@Req() req: RaftHttpRequest, @Res() res: ServerResponse): Promise<void> {
+      return this.serve(req, res, false, async () => {
+        this.checkAddressee(req);
+        const { json, peer } = await this.readJson(req);
+        const chunk = parseInstallSnapshot(json, this.handler.id);
+        this.authorize(req, peer, { id: chunk.request.from, field: 'leader_id', term: chunk.request.term });
+        const handler = this.handler;
+        if (!handler.installSnapshot) throw new SnapshotTransferError(501, 'snapshot_unsupported', `node ${handler.id} does not take snapshots (its RPC handler has no installSnapshot)`);
+        const result = await this.snapshots.receive(chunk, (request, data) => handler.installSnapshot!(request, data));
+        return encodeInstallSnapshotResult(result);
       });
     }
 
@@ -280,7 +329,7 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
     }
 
     /** Members given by URL only are asked for their id, as the Go model's `NewHTTPPeer` did. */
-    private async resolveMembers(peers: readonly WirePeer[], options: RpcOptions): Promise<RaftMember[]> {
+    private async resolveMembers(peers: readonly WirePeer[], options: RpcOptions, key: 'peers' | 'learners' = 'peers'): Promise<RaftMember[]> {
       const members = await Promise.all(
         peers.map(async (peer, i): Promise<RaftMember> => {
           if (peer.id !== undefined) return peer.url !== undefined ? { id: peer.id, url: peer.url } : { id: peer.id };
@@ -292,13 +341,13 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
             });
             return { id, url: peer.url! };
           } catch (error) {
-            throw new InvalidRpcBodyError('SetConfiguration', [`peers.${i}.url: could not learn the node's id: ${error instanceof Error ? error.message : String(error)}`]);
+            throw new InvalidRpcBodyError('SetConfiguration', [`${key}.${i}.url: could not learn the node's id: ${error instanceof Error ? error.message : String(error)}`]);
           }
         }),
       );
       const seen = new Set<NodeId>();
       const twice = members.findIndex((m) => seen.size === seen.add(m.id).size);
-      if (twice >= 0) throw new InvalidRpcBodyError('SetConfiguration', [`peers.${twice} is node ${members[twice]!.id}, which another member already is`]);
+      if (twice >= 0) throw new InvalidRpcBodyError('SetConfiguration', [`${key}.${twice} is node ${members[twice]!.id}, which another member already is`]);
       return members;
     }
   }

@@ -1,6 +1,6 @@
 import type { Entry, RecoveredState } from '../core/types.js';
 import { EmbeddedPostgres } from '../storage/embedded/embedded-postgres.js';
-import type { RaftStorage, StorageBatch } from '../storage/storage.js';
+import type { RaftStorage, StorageBatch, StoredSnapshot } from '../storage/storage.js';
 import { TypeOrmStorage } from '../storage/typeorm/typeorm-storage.js';
 import type { RaftModuleOptions } from './raft-module-options.js';
 
@@ -35,6 +35,10 @@ class EmbeddedTypeOrmStorage implements RaftStorage {
 
   entries(from: number, to: number): Promise<Entry[]> {
     return this.opened().entries(from, to);
+  }
+
+  loadSnapshot(): Promise<StoredSnapshot | undefined> {
+    return this.opened().loadSnapshot();
   }
 
   async close(): Promise<void> {

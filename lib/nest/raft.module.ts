@@ -63,6 +63,8 @@ const providers: Provider[] = [
         // Commands travel with their session envelope (a few dozen bytes), which must fit too.
         maxCommandBytes: timing.maxCommandBytes + MAX_ENVELOPE_OVERHEAD,
         bodyLimitBytes: options.bodyLimitBytes ?? DEFAULT_RPC_LIMITS.bodyLimitBytes,
+        maxSnapshotBytes: options.maxSnapshotBytes ?? DEFAULT_RPC_LIMITS.maxSnapshotBytes,
+        snapshotIdleTimeoutMs: DEFAULT_RPC_LIMITS.snapshotIdleTimeoutMs,
       };
     },
     inject: [RAFT_MODULE_OPTIONS],
@@ -89,7 +91,7 @@ const providers: Provider[] = [
  * ```
  *
  * It registers the RPC endpoints (`GET {path}/id`, `POST {path}/appendentries`, `/requestvote`,
- * `/command`, `/setconfiguration`; `path` defaults to `/raft`) — on the application, or on their own
+ * `/command`, `/setconfiguration`, `/readindex`, `/timeoutnow`, `/installsnapshot`; `path` defaults to `/raft`) — on the application, or on their own
  * server with the extra `rpcListener: { host, port }` — and provides {@link RaftService}. Peers sign
  * every RPC with the cluster secret (`clusterSecret`); see docs/security.md.
  * `forRootAsync({ imports, inject, useFactory | useClass | useExisting, isGlobal, path })` takes the

@@ -38,6 +38,17 @@ export interface RaftTimingOptions {
    * same on every node. Default 100 000.
    */
   readonly sessionExpiryEntries?: number;
+  /**
+   * Log compaction: take a snapshot of the state machine (it must implement `snapshot()` and
+   * `restore()`) every this many applied entries, and drop the log before it. 0 turns it off.
+   * Default 10 000.
+   */
+  readonly snapshotEvery?: number;
+  /**
+   * Entries kept before each snapshot's index, so that a follower only a little behind is caught up
+   * with entries rather than a whole snapshot. Default 1 000.
+   */
+  readonly snapshotTrailingEntries?: number;
   /** PreVote (thesis §9.6). Default true. */
   readonly preVote?: boolean;
   /** CheckQuorum (thesis §6.2). Default true. */
@@ -76,6 +87,8 @@ export interface ResolvedTiming {
   readonly maxInflightAppends: number;
   readonly maxCommandBytes: number;
   readonly sessionExpiryEntries: number;
+  readonly snapshotEvery: number;
+  readonly snapshotTrailingEntries: number;
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
 }
@@ -89,6 +102,8 @@ export const RAFT_DEFAULTS = {
   maxInflightAppends: 16,
   maxCommandBytes: 1024 * 1024,
   sessionExpiryEntries: 100_000,
+  snapshotEvery: 10_000,
+  snapshotTrailingEntries: 1_000,
 } as const;
 
 function positive(field: string, value: number | undefined, integer = false): void {
@@ -105,6 +120,12 @@ export function resolveTiming(options: RaftTimingOptions): ResolvedTiming {
   }
   for (const field of ['maxEntriesPerAppend', 'maxBytesPerAppend', 'maxInflightAppends', 'maxCommandBytes', 'sessionExpiryEntries'] as const) {
     positive(field, options[field], true);
+  }
+  for (const field of ['snapshotEvery', 'snapshotTrailingEntries'] as const) {
+    const value = options[field];
+    if (value !== undefined && (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)) {
+      throw new RaftOptionsError(field, `must be a non-negative integer, got ${String(value)}`);
+    }
   }
   const electionTimeoutMs = options.electionTimeoutMs ?? RAFT_DEFAULTS.electionTimeoutMs;
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? electionTimeoutMs / 10;
@@ -124,6 +145,8 @@ export function resolveTiming(options: RaftTimingOptions): ResolvedTiming {
     maxInflightAppends: options.maxInflightAppends ?? RAFT_DEFAULTS.maxInflightAppends,
     maxCommandBytes: options.maxCommandBytes ?? RAFT_DEFAULTS.maxCommandBytes,
     sessionExpiryEntries: options.sessionExpiryEntries ?? RAFT_DEFAULTS.sessionExpiryEntries,
+    snapshotEvery: options.snapshotEvery ?? RAFT_DEFAULTS.snapshotEvery,
+    snapshotTrailingEntries: options.snapshotTrailingEntries ?? RAFT_DEFAULTS.snapshotTrailingEntries,
     preVote: options.preVote ?? true,
     checkQuorum: options.checkQuorum ?? true,
   };

@@ -1,6 +1,6 @@
 import { BehaviorSubject, Observable, Subject, distinctUntilChanged, map } from 'rxjs';
 import { sameIds, validateVoterIds } from '../core/configuration.js';
-import { ConfigurationChangeError, NotLeaderError, RaftError } from '../core/errors.js';
+import { ConfigurationChangeError, LogCompactedError, NotLeaderError, RaftError, RaftInvariantError } from '../core/errors.js';
 import { RaftCore } from '../core/raft.js';
 import type {
   AppendEntriesRequest,
@@ -8,14 +8,17 @@ import type {
   ConfigurationChangeOutcome,
   Entry,
   EntryType,
+  InstallSnapshotRequest,
+  InstallSnapshotResponse,
   Message,
   NodeId,
   Ready,
   RequestVoteRequest,
   RequestVoteResponse,
   Role,
+  SnapshotMetadata,
 } from '../core/types.js';
-import type { RaftStorage } from '../storage/storage.js';
+import type { RaftStorage, StoredSnapshot } from '../storage/storage.js';
 import type { RaftMember, RaftPeer, RaftRpcHandler, RaftTransport, RpcOptions } from '../transport/transport.js';
 import {
   CommandAbortedError,
@@ -31,6 +34,7 @@ import { resolveTiming, validateMembers, validateNodeId, type RaftLogger, type R
 import { toStateMachine, type RaftStateMachine } from './state-machine.js';
 import { decodeCommand, encodeCommand, isEnvelope, type CommandSession } from './command-envelope.js';
 import { SessionTable, type SessionOutcome } from './session-table.js';
+import { decodeSnapshot, encodeSnapshot } from './snapshot-envelope.js';
 import { PeerUnreachableError } from '../transport/memory-transport.js';
 import { randomBytes } from 'node:crypto';
 import { failpoint } from '../failpoints.js';
@@ -58,8 +62,13 @@ export interface RaftStatus extends RaftState {
   readonly commitIndex: number;
   readonly appliedIndex: number;
   readonly lastIndex: number;
-  /** The members in effect (during a change, C_new), with their addresses. */
+  /** The index of the latest snapshot this node holds (0: none); entries up to `logStartIndex` are compacted. */
+  readonly snapshotIndex: number;
+  readonly logStartIndex: number;
+  /** The voting members in effect (during a change, C_new), with their addresses. */
   readonly members: RaftMember[];
+  /** The learners (non-voting members) in effect, with their addresses. */
+  readonly learners: RaftMember[];
   /** True while C_old,new is in effect. */
   readonly joint: boolean;
   /** On the leader: how far each other server's log is known to match (its matchIndex); empty elsewhere. */
@@ -79,13 +88,27 @@ export type RaftNodeEvent =
   /** A storage batch became durable, carrying `entries` new entries (group commit). */
   | { readonly type: 'persist'; readonly entries: number; readonly ms: number }
   /** An AppendEntries left for `to` with `entries` entries and `bytes` command bytes (0 entries: a heartbeat). */
-  | { readonly type: 'append'; readonly to: NodeId; readonly entries: number; readonly bytes: number };
+  | { readonly type: 'append'; readonly to: NodeId; readonly entries: number; readonly bytes: number }
+  /**
+   * A snapshot at `index` of `bytes` bytes: `taken` by this node (the log before it was compacted),
+   * `installed` from the leader (the state machine was replaced), or `sent` to follower `to`.
+   */
+  | { readonly type: 'snapshot'; readonly kind: 'taken' | 'installed' | 'sent'; readonly index: number; readonly bytes: number; readonly ms: number; readonly to?: NodeId };
 
 /** Options of one `command()` call. */
 export interface CommandOptions {
   /** Give up after this long (CommandTimeoutError). Default: the node's `commandTimeoutMs`. */
   readonly timeoutMs?: number;
   readonly signal?: AbortSignal;
+}
+
+/** Options of a membership change. */
+export interface MembershipOptions extends CommandOptions {
+  /**
+   * The complete new set of learners (non-voting members that receive the log, e.g. read replicas).
+   * Left out: the learners stay as they are.
+   */
+  readonly learners?: readonly RaftMemberSpec[];
 }
 
 interface Waiter<T> {
@@ -99,8 +122,8 @@ interface CommandWaiter extends Waiter<SessionOutcome> {
 
 interface PendingReply {
   readonly from: NodeId;
-  readonly type: 'AppendEntriesResponse' | 'RequestVoteResponse';
-  readonly request: AppendEntriesRequest | RequestVoteRequest;
+  readonly type: 'AppendEntriesResponse' | 'RequestVoteResponse' | 'InstallSnapshotResponse';
+  readonly request: AppendEntriesRequest | RequestVoteRequest | InstallSnapshotRequest;
   readonly resolve: (response: Message) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -144,6 +167,16 @@ export class RaftNode {
   /** Addresses learned from membership requests, for servers not yet in any configuration entry (catching up). */
   private readonly learnedUrls = new Map<NodeId, string>();
   private pendingReplies: PendingReply[] = [];
+  /** Index of the latest snapshot taken, restored or installed here. */
+  private snapshotIndex = 0;
+  /** The latest snapshot with its bytes, once loaded (what a follower that is far behind is sent). */
+  private snapshotCache: StoredSnapshot | undefined;
+  /** A snapshot of this node's own, taken between two applies, waiting for its turn to be saved. */
+  private ownSnapshot: { readonly stored: StoredSnapshot; readonly compactTo: number; readonly ms: number } | undefined;
+  /** Snapshot bytes that arrived from the leader (`index/term`), for the Ready that accepts one. */
+  private readonly arrivedSnapshots = new Map<string, Uint8Array>();
+  /** Followers a snapshot is being sent to. */
+  private readonly snapshotTransfers = new Set<NodeId>();
   private readonly commandWaiters = new Map<number, CommandWaiter>();
   private readonly readWaiters = new Map<number, Waiter<number>>();
   private nextReadId = 1;
@@ -195,8 +228,9 @@ export class RaftNode {
       appendEntries: (request) => node.receive(request, 'AppendEntriesResponse') as Promise<AppendEntriesResponse>,
       requestVote: (request) => node.receive(request, 'RequestVoteResponse') as Promise<RequestVoteResponse>,
       command: (command, rpcOptions) => node.proposeHere(command, rpcOptions),
-      setConfiguration: (members, rpcOptions) => node.changeConfigurationHere(members, rpcOptions),
+      setConfiguration: (members, rpcOptions, learners) => node.changeConfigurationHere(members, rpcOptions, learners),
       readIndex: (rpcOptions) => node.readIndexHere(rpcOptions),
+      installSnapshot: (request, data) => node.receiveSnapshot(request, data),
       timeoutNow: async (request) => {
         if (!node.running) throw new NodeStoppedError();
         node.core!.step({ ...request, to: node.id });
@@ -230,7 +264,22 @@ export class RaftNode {
     } else if (baseConfiguration && this.initialMembers.size > 0 && !sameIds([...this.initialMembers.keys()].sort((a, b) => a - b), baseConfiguration.voters)) {
       this.logger?.warn(`${this.who()}: the peers option differs from the stored configuration; the stored one wins`);
     }
-    const appliedIndex = (await this.stateMachine.appliedIndex?.()) ?? 0;
+    let appliedIndex = (await this.stateMachine.appliedIndex?.()) ?? 0;
+    this.sessions = new SessionTable(this.timing.sessionExpiryEntries);
+    this.snapshotIndex = recovered.snapshot?.index ?? 0;
+    this.snapshotCache = undefined;
+    this.ownSnapshot = undefined;
+    this.arrivedSnapshots.clear();
+    if (recovered.snapshot && appliedIndex < recovered.snapshot.index) {
+      // The state machine is behind the snapshot (an in-memory one always is): restore it first.
+      const stored = await this.storage.loadSnapshot();
+      if (!stored || stored.metadata.index !== recovered.snapshot.index) {
+        throw new RaftInvariantError(`the store names a snapshot at ${recovered.snapshot.index} but holds ${stored ? `one at ${stored.metadata.index}` : 'none'}`);
+      }
+      await this.restoreStateMachine(stored);
+      appliedIndex = stored.metadata.index;
+      this.logger?.log(`${this.who()}: restored the state machine from the snapshot at ${appliedIndex}`);
+    }
     const ticksOf = (ms: number) => Math.max(1, Math.round(ms / this.timing.tickMs));
     const electionTimeoutTicks = ticksOf(this.timing.electionTimeoutMs);
     this.core = new RaftCore(
@@ -248,7 +297,6 @@ export class RaftNode {
       { ...recovered, ...(baseConfiguration ? { baseConfiguration } : {}), appliedIndex },
     );
     this.applied = appliedIndex;
-    this.sessions = new SessionTable(this.timing.sessionExpiryEntries);
     this.running = true;
     this.publishState();
     this.ticker = setInterval(() => this.tick(), this.timing.tickMs);
@@ -319,10 +367,10 @@ export class RaftNode {
       commitIndex: core?.commitIndex ?? 0,
       appliedIndex: this.applied,
       lastIndex: core?.lastIndex ?? 0,
-      members: (config?.voters ?? []).map((id) => {
-        const url = this.urlOf(id);
-        return url ? { id, url } : { id };
-      }),
+      snapshotIndex: this.snapshotIndex,
+      logStartIndex: core?.logStartIndex ?? 0,
+      members: (config?.voters ?? []).map((id) => this.memberOf(id)),
+      learners: (config?.learners ?? []).map((id) => this.memberOf(id)),
       joint: config?.outgoing !== undefined,
       replication: core && core.role === 'leader' ? [...core.matchIndexes()].map(([id, matchIndex]) => ({ id, matchIndex })) : [],
     };
@@ -533,13 +581,15 @@ export class RaftNode {
   // ---------------------------------------------------------------- membership
 
   /**
-   * Changes the cluster's members to exactly `members` through joint consensus (new servers first
-   * catch up without a vote). Resolves when C_new is committed. A member without an id is asked for
-   * it at its url (`GET /raft/id`), as the Go model did.
+   * Changes the cluster's voting members to exactly `members` through joint consensus (new servers
+   * first catch up without a vote), and its learners to `options.learners` when given. Resolves when
+   * C_new is committed. A member without an id is asked for it at its url (`GET /raft/id`), as the Go
+   * model did.
    */
-  async setConfiguration(members: readonly RaftMemberSpec[], options: CommandOptions = {}): Promise<void> {
+  async setConfiguration(members: readonly RaftMemberSpec[], options: MembershipOptions = {}): Promise<void> {
     this.ensureRunning();
     const resolved = await this.resolveMemberIds(members, options);
+    const learners = options.learners ? await this.resolveMemberIds(options.learners, options, true) : undefined;
     const timeoutMs = options.timeoutMs ?? this.timing.commandTimeoutMs;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -547,7 +597,7 @@ export class RaftNode {
       const core = this.core!;
       if (core.role === 'leader') {
         try {
-          return await this.changeConfigurationHere(resolved, { timeoutMs: deadline - Date.now(), ...(options.signal ? { signal: options.signal } : {}) });
+          return await this.changeConfigurationHere(resolved, { timeoutMs: deadline - Date.now(), ...(options.signal ? { signal: options.signal } : {}) }, learners);
         } catch (error) {
           // A leader fresh in its term first commits its no-op (the single-server-change rule): that
           // takes a round trip, so wait for it rather than fail the caller.
@@ -560,7 +610,8 @@ export class RaftNode {
       const peer = leaderId ? this.peerFor(leaderId) : undefined;
       if (peer) {
         try {
-          return await peer.setConfiguration(resolved, { timeoutMs: Math.max(1, deadline - Date.now()), ...(options.signal ? { signal: options.signal } : {}) });
+          const rpc = { timeoutMs: Math.max(1, deadline - Date.now()), ...(options.signal ? { signal: options.signal } : {}) };
+          return await (learners ? peer.setConfiguration(resolved, rpc, learners) : peer.setConfiguration(resolved, rpc));
         } catch (error) {
           if (!(error instanceof NotLeaderError)) throw error instanceof RaftError ? error : new CommandForwardingError(leaderId, error);
         }
@@ -573,41 +624,70 @@ export class RaftNode {
     }
   }
 
-  /** Adds one member (keeping the others). */
+  /** Adds one voting member (keeping the others); a learner named here is promoted to voter. */
   async addMember(member: RaftMemberSpec, options?: CommandOptions): Promise<void> {
     const [resolved] = await this.resolveMemberIds([member], options ?? {});
-    const current = this.status().members.filter((m) => m.id !== resolved!.id);
-    await this.setConfiguration([...current, resolved!], options);
+    const { members, learners } = this.status();
+    const current = members.filter((m) => m.id !== resolved!.id);
+    await this.setConfiguration([...current, resolved!], { ...options, learners: learners.filter((m) => m.id !== resolved!.id) });
   }
 
-  /** Removes one member (keeping the others); removing the leader makes it step down once done. */
+  /**
+   * Adds a learner: a non-voting member that receives the log (a read replica, or a server that
+   * should catch up before it votes). It never counts toward a majority; {@link promoteLearner} makes it a voter.
+   */
+  async addLearner(member: RaftMemberSpec, options?: CommandOptions): Promise<void> {
+    const [resolved] = await this.resolveMemberIds([member], options ?? {});
+    const { members, learners } = this.status();
+    if (members.some((m) => m.id === resolved!.id)) {
+      throw new ConfigurationChangeError('invalid', `node ${resolved!.id} is a voter: remove it first to make it a learner`);
+    }
+    await this.setConfiguration(members, { ...options, learners: [...learners.filter((m) => m.id !== resolved!.id), resolved!] });
+  }
+
+  /** Makes learner `id` a voter (joint consensus). */
+  async promoteLearner(id: NodeId, options?: CommandOptions): Promise<void> {
+    validateNodeId('id', id);
+    const learner = this.status().learners.find((m) => m.id === id);
+    if (!learner) throw new ConfigurationChangeError('invalid', `node ${id} is not a learner`);
+    await this.addMember(learner, options);
+  }
+
+  /** Removes one member, voter or learner (keeping the others); removing the leader makes it step down once done. */
   async removeMember(id: NodeId, options?: CommandOptions): Promise<void> {
     validateNodeId('id', id);
-    await this.setConfiguration(this.status().members.filter((m) => m.id !== id), options);
+    const { members, learners } = this.status();
+    if (learners.some((m) => m.id === id)) {
+      await this.setConfiguration(members, { ...options, learners: learners.filter((m) => m.id !== id) });
+      return;
+    }
+    await this.setConfiguration(members.filter((m) => m.id !== id), options);
   }
 
-  private async changeConfigurationHere(members: readonly RaftMember[], options: RpcOptions = {}): Promise<void> {
+  private async changeConfigurationHere(members: readonly RaftMember[], options: RpcOptions = {}, learners?: readonly RaftMember[]): Promise<void> {
     this.ensureRunning();
     const core = this.core!;
     if (core.role !== 'leader') throw new NotLeaderError(core.leaderId, this.urlOf(core.leaderId));
     validateMembers('members', members);
+    if (learners) validateMembers('learners', learners);
     const ids = members.map((m) => m.id);
-    const problem = validateVoterIds(ids);
+    const learnerIds = learners ? learners.map((m) => m.id) : (core.configuration?.learners ?? []);
+    const problem = validateVoterIds(ids, learnerIds);
     if (problem) throw new ConfigurationChangeError('invalid', problem);
     const addresses: Record<string, string> = {};
-    for (const m of members) {
+    for (const m of [...members, ...(learners ?? [])]) {
       const url = m.url ?? this.urlOf(m.id);
       if (url) addresses[m.id] = url;
       if (m.url) this.learnedUrls.set(m.id, m.url); // a new server is contacted before any entry names it
     }
-    const id = core.proposeConfiguration(ids, addresses);
+    const id = core.proposeConfiguration(ids, addresses, learnerIds);
     const done = new Promise<void>((resolve, reject) => this.changeWaiters.set(id, { resolve, reject }));
     this.schedule();
     return this.withDeadline(done, options.timeoutMs ?? this.timing.commandTimeoutMs, options.signal, () => this.changeWaiters.delete(id));
   }
 
-  private async resolveMemberIds(members: readonly RaftMemberSpec[], options: CommandOptions): Promise<RaftMember[]> {
-    if (!Array.isArray(members) || members.length === 0) throw new ConfigurationChangeError('invalid', 'a configuration needs at least one member');
+  private async resolveMemberIds(members: readonly RaftMemberSpec[], options: CommandOptions, mayBeEmpty = false): Promise<RaftMember[]> {
+    if (!Array.isArray(members) || (members.length === 0 && !mayBeEmpty)) throw new ConfigurationChangeError('invalid', 'a configuration needs at least one member');
     return Promise.all(
       members.map(async (m, i) => {
         if (m.id !== undefined) return m.url !== undefined ? { id: m.id, url: m.url } : { id: m.id };
@@ -644,7 +724,10 @@ export class RaftNode {
         try {
           const chunk = 1000;
           for (let from = next; from <= upTo && !subscriber.closed; from += chunk) {
-            for (const entry of await this.storage.entries(from, Math.min(upTo, from + chunk - 1))) emit(toCommitted(entry));
+            const entries = await this.storage.entries(from, Math.min(upTo, from + chunk - 1));
+            // Compacted into a snapshot: those entries cannot be replayed any more.
+            if ((entries[0]?.index ?? upTo + 1) > from) throw new LogCompactedError(next, entries[0]?.index ?? (this.core?.logStartIndex ?? 0) + 1);
+            for (const entry of entries) emit(toCommitted(entry));
           }
           replaying = false;
           for (const entry of buffered) emit(entry);
@@ -696,17 +779,27 @@ export class RaftNode {
 
   private schedule(): void {
     if (!this.running || this.pumping) return;
-    if (!this.core!.hasReady()) return;
+    if (!this.ownSnapshot && !this.core!.hasReady()) return;
     this.pumping = this.pump().finally(() => {
       this.pumping = undefined;
       // Work that arrived during the last await of the loop.
-      if (this.running && this.core?.hasReady()) this.schedule();
+      if (this.running && (this.ownSnapshot || this.core?.hasReady())) this.schedule();
     });
   }
 
   private async pump(): Promise<void> {
-    while (this.running && this.core!.hasReady()) {
+    while (this.running && (this.ownSnapshot || this.core!.hasReady())) {
       const core = this.core!;
+      if (this.ownSnapshot) {
+        // Saves happen one at a time and in order: the node's own snapshot waits its turn like a Ready.
+        try {
+          await this.saveOwnSnapshot(core);
+        } catch (error) {
+          this.onStorageFailure(error, []);
+          return;
+        }
+        continue;
+      }
       const ready = core.ready();
       // Every RPC stepped so far is answered by this Ready (or was ignored by the engine).
       const replies = this.pendingReplies;
@@ -716,12 +809,20 @@ export class RaftNode {
       // vote: nothing that leaves may depend on state that is not yet durable.
       const early = ready.hardState === undefined ? ready.messages.filter((m) => m.type === 'AppendEntries') : [];
       for (const message of early) this.send(message);
+      let installed: StoredSnapshot | undefined;
       try {
-        if (ready.hardState || ready.truncateFrom !== undefined || ready.entries.length > 0) {
+        if (ready.snapshot) installed = this.takeArrivedSnapshot(ready.snapshot);
+        if (ready.hardState || ready.truncateFrom !== undefined || ready.entries.length > 0 || installed) {
           const startedAt = this.eventSubject.observed ? performance.now() : 0;
           await this.storage.save({
             ...(ready.hardState ? { hardState: ready.hardState } : {}),
             ...(ready.truncateFrom !== undefined ? { truncateFrom: ready.truncateFrom } : {}),
+            ...(installed
+              ? {
+                  snapshot: installed,
+                  compact: { index: installed.metadata.index, term: installed.metadata.term, configuration: installed.metadata.configuration },
+                }
+              : {}),
             entries: ready.entries,
           });
           if (startedAt) this.eventSubject.next({ type: 'persist', entries: ready.entries.length, ms: performance.now() - startedAt });
@@ -737,6 +838,10 @@ export class RaftNode {
       if (ready.hardState) failpoint('after-vote-persist');
       if (ready.entries.some((e) => e.type === 'config')) failpoint('during-config-change');
       this.dispatch(early.length > 0 ? ready.messages.filter((m) => m.type !== 'AppendEntries') : ready.messages, replies);
+      if (installed) {
+        failpoint('after-snapshot-install');
+        this.enqueueInstall(installed);
+      }
       this.enqueueApply(ready.committedEntries);
       for (const read of ready.readStates) {
         const waiter = this.readWaiters.get(read.id);
@@ -751,7 +856,7 @@ export class RaftNode {
 
   private dispatch(messages: readonly Message[], replies: PendingReply[]): void {
     for (const message of messages) {
-      if (message.type === 'AppendEntriesResponse' || message.type === 'RequestVoteResponse') {
+      if (message.type === 'AppendEntriesResponse' || message.type === 'RequestVoteResponse' || message.type === 'InstallSnapshotResponse') {
         const i = replies.findIndex((r) => r.from === message.to && r.type === message.type);
         if (i >= 0) replies.splice(i, 1)[0]!.resolve(message);
         continue;
@@ -763,8 +868,9 @@ export class RaftNode {
     for (const r of replies) r.resolve(this.refusalFor(r.request));
   }
 
-  private refusalFor(request: AppendEntriesRequest | RequestVoteRequest): Message {
+  private refusalFor(request: AppendEntriesRequest | RequestVoteRequest | InstallSnapshotRequest): Message {
     const term = this.core!.term;
+    if (request.type === 'InstallSnapshot') return { type: 'InstallSnapshotResponse', from: this.id, to: request.from, term, matchIndex: 0 };
     if (request.type === 'RequestVote') {
       return { type: 'RequestVoteResponse', from: this.id, to: request.from, term, voteGranted: false, preVote: request.preVote };
     }
@@ -791,6 +897,10 @@ export class RaftNode {
     const options = { timeoutMs: this.timing.rpcTimeoutMs };
     if (message.type === 'TimeoutNow') {
       peer.timeoutNow?.(message, options).catch((error: unknown) => this.logger?.debug?.(`${this.who()}: TimeoutNow to ${message.to} failed: ${(error as Error).message}`));
+      return;
+    }
+    if (message.type === 'InstallSnapshot') {
+      void this.sendSnapshot(peer, message);
       return;
     }
     const call =
@@ -825,7 +935,7 @@ export class RaftNode {
   }
 
   /** Delivers an incoming request to the engine; the answer leaves only after the Ready that holds it is durable. */
-  private receive(request: AppendEntriesRequest | RequestVoteRequest, type: PendingReply['type']): Promise<Message> {
+  private receive(request: AppendEntriesRequest | RequestVoteRequest | InstallSnapshotRequest, type: PendingReply['type']): Promise<Message> {
     if (!this.running) return Promise.reject(new NodeStoppedError());
     const message = { ...request, to: this.id };
     return new Promise<Message>((resolve, reject) => {
@@ -878,6 +988,133 @@ export class RaftNode {
         if (this.appliedWaiters[i]!.index <= entry.index) this.appliedWaiters.splice(i, 1)[0]!.resolve();
       }
     }
+    await this.maybeTakeSnapshot();
+  }
+
+  // ---------------------------------------------------------------- snapshots
+
+  /**
+   * Between two applies: once `snapshotEvery` entries were applied since the last snapshot, asks the
+   * state machine for its state and queues it, with the session table, to be saved by the pipeline;
+   * the log before it (less `snapshotTrailingEntries`) is then compacted.
+   */
+  private async maybeTakeSnapshot(): Promise<void> {
+    const every = this.timing.snapshotEvery;
+    const core = this.core;
+    if (!every || !core || this.ownSnapshot || !this.stateMachine.snapshot || !this.stateMachine.restore) return;
+    const index = this.applied;
+    // A snapshot from the leader accepted meanwhile already covers these entries.
+    if (index - this.snapshotIndex < every || index <= core.logStartIndex) return;
+    const startedAt = performance.now();
+    const metadata = core.snapshotMetadata(index);
+    const state = await this.stateMachine.snapshot();
+    if (!(state instanceof Uint8Array)) throw new TypeError('stateMachine.snapshot() must return a Uint8Array');
+    const data = encodeSnapshot({ sessions: this.sessions.toState(), state });
+    this.snapshotIndex = index;
+    this.ownSnapshot = {
+      stored: { metadata, data },
+      compactTo: Math.max(core.logStartIndex, index - this.timing.snapshotTrailingEntries),
+      ms: performance.now() - startedAt,
+    };
+    this.schedule();
+  }
+
+  /** Saves the node's own snapshot and compaction in one batch, then tells the engine (called by the pump only). */
+  private async saveOwnSnapshot(core: RaftCore): Promise<void> {
+    const own = this.ownSnapshot!;
+    this.ownSnapshot = undefined;
+    // Overtaken by a snapshot installed from the leader: nothing to do.
+    if (own.compactTo < core.logStartIndex || own.stored.metadata.index <= (core.snapshot?.index ?? 0)) return;
+    const startedAt = performance.now();
+    await this.storage.save({
+      entries: [],
+      snapshot: own.stored,
+      compact: { index: own.compactTo, term: core.snapshotMetadata(own.compactTo).term, configuration: core.configurationAt(own.compactTo)! },
+    });
+    failpoint('after-snapshot-persist');
+    if (this.core !== core || !this.running) return;
+    core.compact(own.stored.metadata, own.compactTo);
+    this.snapshotCache = own.stored;
+    this.eventSubject.next({ type: 'snapshot', kind: 'taken', index: own.stored.metadata.index, bytes: own.stored.data.byteLength, ms: own.ms + performance.now() - startedAt });
+    this.logger?.debug?.(`${this.who()}: snapshot at ${own.stored.metadata.index} (${own.stored.data.byteLength} bytes), log compacted up to ${own.compactTo}`);
+  }
+
+  /** The leader sends its latest snapshot (in the transport's chunks) to a follower whose entries were compacted. */
+  private async sendSnapshot(peer: RaftPeer, message: InstallSnapshotRequest): Promise<void> {
+    const core = this.core!;
+    const to = message.to;
+    if (this.snapshotTransfers.has(to)) return; // one transfer per follower; the engine asks again if it fails
+    if (!peer.installSnapshot) {
+      this.logger?.warn(`${this.who()}: node ${to} needs a snapshot but the transport cannot send one`);
+      core.snapshotFailed(to);
+      return;
+    }
+    this.snapshotTransfers.add(to);
+    const startedAt = performance.now();
+    try {
+      let stored = this.snapshotCache;
+      if (!stored || stored.metadata.index < message.snapshot.index) stored = this.snapshotCache = await this.storage.loadSnapshot();
+      if (!stored || stored.metadata.index < message.snapshot.index) throw new RaftInvariantError(`no stored snapshot at or after ${message.snapshot.index}`);
+      // The latest snapshot stored, which may be newer than the one the engine named when it asked.
+      const request: InstallSnapshotRequest = { ...message, snapshot: stored.metadata };
+      const response = await peer.installSnapshot(request, stored.data, { timeoutMs: Math.max(30_000, 20 * this.timing.rpcTimeoutMs) });
+      this.eventSubject.next({ type: 'snapshot', kind: 'sent', index: stored.metadata.index, bytes: stored.data.byteLength, ms: performance.now() - startedAt, to });
+      if (!this.running || this.core !== core) return;
+      core.step({ ...response, from: to, to: this.id });
+    } catch (error) {
+      this.logger?.debug?.(`${this.who()}: InstallSnapshot to ${to} failed: ${(error as Error).message}`);
+      if (this.running && this.core === core) core.snapshotFailed(to);
+    } finally {
+      this.snapshotTransfers.delete(to);
+      this.schedule();
+    }
+  }
+
+  /** A complete snapshot from the leader: the answer leaves once the Ready that accepts it is durable. */
+  private receiveSnapshot(request: InstallSnapshotRequest, data: Uint8Array): Promise<InstallSnapshotResponse> {
+    if (!this.running) return Promise.reject(new NodeStoppedError());
+    if (!this.stateMachine.restore) return Promise.reject(new RaftOptionsError('stateMachine', 'cannot install a snapshot: it has no restore()'));
+    const key = `${request.snapshot.index}/${request.snapshot.term}`;
+    this.arrivedSnapshots.clear(); // only the latest matters
+    this.arrivedSnapshots.set(key, data);
+    return this.receive(request, 'InstallSnapshotResponse') as Promise<InstallSnapshotResponse>;
+  }
+
+  private takeArrivedSnapshot(metadata: SnapshotMetadata): StoredSnapshot {
+    const data = this.arrivedSnapshots.get(`${metadata.index}/${metadata.term}`);
+    this.arrivedSnapshots.clear();
+    if (!data) throw new RaftInvariantError(`accepted the snapshot at ${metadata.index}/${metadata.term} but its bytes are gone`);
+    return { metadata, data };
+  }
+
+  /** After the entries handed out before it: replace the state machine with an installed snapshot. */
+  private enqueueInstall(stored: StoredSnapshot): void {
+    this.snapshotIndex = Math.max(this.snapshotIndex, stored.metadata.index);
+    this.snapshotCache = stored;
+    this.applyChain = this.applyChain.then(async () => {
+      const startedAt = performance.now();
+      try {
+        await this.restoreStateMachine(stored);
+      } catch (error) {
+        // The snapshot is durable, the state machine is not in its state: stop rather than diverge.
+        this.onStorageFailure(error, []);
+        return;
+      }
+      this.applied = stored.metadata.index;
+      this.eventSubject.next({ type: 'snapshot', kind: 'installed', index: stored.metadata.index, bytes: stored.data.byteLength, ms: performance.now() - startedAt });
+      this.logger?.log(`${this.who()}: installed the leader's snapshot at ${stored.metadata.index} (${stored.data.byteLength} bytes)`);
+      for (let i = this.appliedWaiters.length - 1; i >= 0; i--) {
+        if (this.appliedWaiters[i]!.index <= stored.metadata.index) this.appliedWaiters.splice(i, 1)[0]!.resolve();
+      }
+    });
+  }
+
+  /** Replaces the state machine and the session table with a snapshot's. */
+  private async restoreStateMachine(stored: StoredSnapshot): Promise<void> {
+    if (!this.stateMachine.restore) throw new RaftOptionsError('stateMachine', `the store holds a snapshot (at ${stored.metadata.index}) but the state machine has no restore()`);
+    const contents = decodeSnapshot(stored.data);
+    await this.stateMachine.restore(contents.state, stored.metadata.index);
+    this.sessions = SessionTable.fromState(contents.sessions, this.timing.sessionExpiryEntries);
   }
 
   private onSoftState(): void {
@@ -935,6 +1172,11 @@ export class RaftNode {
   }
 
   // ---------------------------------------------------------------- helpers
+
+  private memberOf(id: NodeId): RaftMember {
+    const url = this.urlOf(id);
+    return url ? { id, url } : { id };
+  }
 
   private urlOf(id: NodeId): string | undefined {
     if (id === this.id && this.ownUrl) return this.ownUrl;

@@ -14,6 +14,20 @@ export interface RaftStateMachine<TAnswer = unknown> {
    * then the log is applied from the start on every restart.
    */
   appliedIndex?(): number | Promise<number>;
+  /**
+   * Log compaction (thesis §5): the state as bytes, reflecting exactly the commands applied so far
+   * (the node calls it between two `apply` calls, never during one). With `snapshot` and `restore`
+   * the node compacts its log every `snapshotEvery` applied entries and can bring a follower that is
+   * too far behind, or a new server, up to date with InstallSnapshot. Leave both out and the log is
+   * kept whole.
+   */
+  snapshot?(): Uint8Array | Promise<Uint8Array>;
+  /**
+   * Replaces the whole state with what `snapshot()` produced on some server at `index`: on restart
+   * (before the log after the snapshot is applied) and when the leader installs a snapshot. A durable
+   * state machine must make `appliedIndex()` report `index` afterwards.
+   */
+  restore?(data: Uint8Array, index: number): void | Promise<void>;
 }
 
 /** The Go model's `ApplyFunc(commitIndex, cmd) → response`, accepted wherever a state machine is. */

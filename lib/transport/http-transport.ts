@@ -9,9 +9,19 @@
 import http from 'node:http';
 import https from 'node:https';
 import { RaftError } from '../core/errors.js';
-import type { AppendEntriesRequest, AppendEntriesResponse, NodeId, RequestVoteRequest, RequestVoteResponse, TimeoutNowRequest } from '../core/types.js';
+import type {
+  AppendEntriesRequest,
+  AppendEntriesResponse,
+  InstallSnapshotRequest,
+  InstallSnapshotResponse,
+  NodeId,
+  RequestVoteRequest,
+  RequestVoteResponse,
+  TimeoutNowRequest,
+} from '../core/types.js';
 import { CommandAbortedError, CommandTimeoutError } from '../core/errors.js';
 import { PeerUnreachableError } from './memory-transport.js';
+import { SnapshotTransferError, snapshotDigest } from './snapshot-assembler.js';
 import type { RaftMember, RaftPeer, RaftTransport, RpcOptions } from './transport.js';
 import {
   DEFAULT_PATH_PREFIX,
@@ -19,11 +29,14 @@ import {
   RPC_PATHS,
   TIMEOUT_HEADER,
   TO_HEADER,
+  RaftHttpError,
   WireFormatError,
   decodeAnswer,
   decodeAppendEntriesResult,
+  decodeInstallSnapshotResult,
   decodeRequestVoteResult,
   encodeAppendEntries,
+  encodeInstallSnapshotChunk,
   encodeRequestVote,
   encodeSetConfiguration,
   errorFromWire,
@@ -44,6 +57,17 @@ export interface HttpTransportOptions {
   readonly backoffInitialMs?: number;
   /** The longest pause. Keep it near the election timeout, or a returning follower waits long for the leader. */
   readonly backoffMaxMs?: number;
+  /**
+   * Bytes of a snapshot per InstallSnapshot request (each chunk is its own request, base64 in JSON: a
+   * third larger on the wire). Keep it well below the receivers' body limit (8 MiB by default); a
+   * chunk refused as too large (413 `body_too_large`) is sent again in halves.
+   */
+  readonly snapshotChunkBytes?: number;
+  /**
+   * Deadline of each InstallSnapshot request (one chunk; the last one includes making the snapshot
+   * durable on the receiver), unless the call gives its own `timeoutMs` — which, too, applies per chunk.
+   */
+  readonly snapshotChunkTimeoutMs?: number;
   /** Concurrent connections to one peer (pipelined AppendEntries use several). */
   readonly maxSocketsPerPeer?: number;
   /** An answer larger than this is refused (a defence against a misbehaving peer). */
@@ -98,6 +122,8 @@ export const HTTP_TRANSPORT_DEFAULTS = {
   maxSocketsPerPeer: 16,
   maxResponseBytes: 64 * 1024 * 1024,
   contentType: RAFT_JSON_CONTENT_TYPE,
+  snapshotChunkBytes: 512 * 1024,
+  snapshotChunkTimeoutMs: 30_000,
 } as const satisfies Required<Omit<HttpTransportOptions, 'headers' | 'sign' | 'tls'>>;
 
 /** A peer failed recently and is being left alone for a while; the call was not attempted. */
@@ -130,6 +156,26 @@ export class TransportClosedError extends RaftError {
 }
 
 const EMPTY_BODY = new Uint8Array(0);
+
+/** Smallest chunk a snapshot is split into when the receiver refuses larger bodies. */
+const MIN_SNAPSHOT_CHUNK_BYTES = 16 * 1024;
+
+/** Answers in a row that move a snapshot transfer nowhere before it is given up. */
+const MAX_SNAPSHOT_STALLS = 4;
+
+/** Digests of the snapshots sent, per bytes object: a retry of the same snapshot does not hash it again. */
+const SNAPSHOT_DIGESTS = new WeakMap<Uint8Array, { readonly length: number; readonly digest: string }>();
+
+async function cachedSnapshotDigest(data: Uint8Array, signal: AbortSignal | undefined): Promise<string> {
+  const cached = SNAPSHOT_DIGESTS.get(data);
+  if (cached && cached.length === data.length) return cached.digest;
+  const digest = await snapshotDigest(data, signal);
+  SNAPSHOT_DIGESTS.set(data, { length: data.length, digest });
+  return digest;
+}
+
+/** Kinds of call: how their deadline, abort and retry behave. */
+type CallKind = 'rpc' | 'command' | 'snapshot';
 
 /** A received HTTP answer. */
 interface HttpAnswer {
@@ -396,9 +442,12 @@ export class HttpPeer implements RaftPeer {
     return decodeAnswer((json as { result?: unknown }).result);
   }
 
-  /** Forwards a membership change to this peer (the leader); resolves once C_new is committed. */
-  async setConfiguration(members: readonly RaftMember[], options?: RpcOptions): Promise<void> {
-    const answer = await this.call('POST', RPC_PATHS.setConfiguration, this.json(encodeSetConfiguration(members)), 'command', options);
+  /**
+   * Forwards a membership change to this peer (the leader): voters `members` and, when given, the
+   * complete set of `learners`; resolves once C_new is committed.
+   */
+  async setConfiguration(members: readonly RaftMember[], options?: RpcOptions, learners?: readonly RaftMember[]): Promise<void> {
+    const answer = await this.call('POST', RPC_PATHS.setConfiguration, this.json(encodeSetConfiguration(members, learners)), 'command', options);
     if (answer.status !== 200) throw errorAnswer(answer);
     const json = parseJson(answer, 'setConfiguration');
     if ((json as { success?: unknown } | null)?.success !== true) throw errorFromWire(answer.status, json);
@@ -417,6 +466,66 @@ export class HttpPeer implements RaftPeer {
   async timeoutNow(request: TimeoutNowRequest, options?: RpcOptions): Promise<void> {
     const answer = await this.call('POST', RPC_PATHS.timeoutNow, this.json({ term: request.term, leader_id: request.from }), 'rpc', options);
     if (answer.status !== 200) throw errorAnswer(answer);
+  }
+
+  /**
+   * Sends a snapshot (`POST {prefix}/installsnapshot`, thesis §5.4.1) in chunks of
+   * `snapshotChunkBytes`, and resolves with the follower's answer once it is installed there.
+   *
+   * Resumable: a transfer of several chunks starts with an empty chunk at offset 0, whose answer says
+   * how much of this snapshot the receiver already holds (from an interrupted attempt), and continues
+   * from there; whenever the receiver answers another offset than the one sent, the transfer continues
+   * from the receiver's. A call that fails (a chunk refused, the peer unreachable, a timeout) rejects;
+   * calling again with the same snapshot resumes where the receiver stopped. `options.timeoutMs`
+   * bounds each chunk's request (default `snapshotChunkTimeoutMs`), `options.signal` the whole
+   * transfer. `data` must not change while it is being sent.
+   */
+  async installSnapshot(request: InstallSnapshotRequest, data: Uint8Array, options?: RpcOptions): Promise<InstallSnapshotResponse> {
+    if (this.closed) throw new TransportClosedError();
+    const size = data.length;
+    let chunkBytes = this.options.snapshotChunkBytes;
+    let digest = await cachedSnapshotDigest(data, options?.signal);
+    let offset = 0;
+    let probe = size > chunkBytes;
+    let restarted = false;
+    let stalls = 0;
+    for (;;) {
+      if (options?.signal?.aborted) throw abortReason(options.signal);
+      const length = probe ? 0 : Math.min(chunkBytes, size - offset);
+      const done = !probe && offset + length === size;
+      const body = encodeInstallSnapshotChunk(request, { size, offset, data: data.subarray(offset, offset + length), done, ...(done ? { digest } : {}) });
+      const answer = await this.call('POST', RPC_PATHS.installSnapshot, this.json(body), 'snapshot', options);
+      if (answer.status !== 200) {
+        const error = errorAnswer(answer);
+        if (error instanceof RaftHttpError && error.status === 413 && error.code === 'body_too_large' && length > MIN_SNAPSHOT_CHUNK_BYTES) {
+          chunkBytes = Math.max(MIN_SNAPSHOT_CHUNK_BYTES, Math.floor(length / 2));
+          continue;
+        }
+        if (error instanceof SnapshotTransferError && error.code === 'snapshot_digest_mismatch' && !restarted) {
+          // The receiver dropped what it had (bytes of another snapshot with the same metadata, or of
+          // `data` before it changed): send everything once more, with a digest computed afresh.
+          restarted = true;
+          SNAPSHOT_DIGESTS.delete(data);
+          digest = await cachedSnapshotDigest(data, options?.signal);
+          offset = 0;
+          probe = false;
+          continue;
+        }
+        throw error;
+      }
+      const result = decodeInstallSnapshotResult(parseJson(answer, 'InstallSnapshot'), request, this.id, size);
+      if (result.done) return result.response;
+      if (!probe && result.nextOffset <= offset) {
+        // The receiver went back (its assembly expired or was replaced) or did not move: tolerated a few times.
+        if (++stalls > MAX_SNAPSHOT_STALLS) {
+          throw new WireFormatError(`InstallSnapshot to node ${this.id}: the receiver answered offset ${result.nextOffset} after a chunk at ${offset}, ${stalls} times in a row`);
+        }
+      } else {
+        stalls = 0;
+      }
+      probe = false;
+      offset = result.nextOffset;
+    }
   }
 
   /** Asks the server at {@link url} for its id (`GET {prefix}/id`). */
@@ -444,13 +553,14 @@ export class HttpPeer implements RaftPeer {
     method: 'GET' | 'POST',
     path: string,
     body: { data: Buffer; contentType: string } | undefined,
-    kind: 'rpc' | 'command',
+    kind: CallKind,
     options: RpcOptions | undefined,
     sendTo = true,
   ): Promise<HttpAnswer> {
     if (this.closed) throw new TransportClosedError();
     const ticket = this.backoff.admit(this.id);
-    const timeoutMs = options?.timeoutMs ?? (kind === 'rpc' ? this.options.rpcTimeoutMs : this.options.commandTimeoutMs);
+    const timeoutMs =
+      options?.timeoutMs ?? (kind === 'rpc' ? this.options.rpcTimeoutMs : kind === 'snapshot' ? this.options.snapshotChunkTimeoutMs : this.options.commandTimeoutMs);
     const url = endpoint(this.base, this.prefix, path);
     const extra = typeof this.options.headers === 'function' ? this.options.headers() : this.options.headers;
     const headers: Record<string, string> = { ...extra, accept: method === 'GET' ? 'text/plain' : 'application/json' };
@@ -467,9 +577,10 @@ export class HttpPeer implements RaftPeer {
         ...(body ? { body: body.data } : {}),
         ...(sign ? { sign: () => sign({ method, url, path: url.pathname + url.search, body: bytes, to: this.id, headers }) } : {}),
         timeoutMs,
-        onTimeout: () => (kind === 'rpc' ? new RpcTimeoutError(timeoutMs, `${path} to node ${this.id}`) : new CommandTimeoutError(timeoutMs)),
-        onAbort: (signal) => (kind === 'rpc' ? abortReason(signal) : new CommandAbortedError()),
-        idempotent: kind === 'rpc',
+        onTimeout: () => (kind === 'command' ? new CommandTimeoutError(timeoutMs) : new RpcTimeoutError(timeoutMs, `${path} to node ${this.id}`)),
+        onAbort: (signal) => (kind === 'command' ? new CommandAbortedError() : abortReason(signal)),
+        // A chunk sent twice is harmless: the receiver answers the offset it expects.
+        idempotent: kind !== 'command',
         agent: this.agent,
         maxResponseBytes: this.options.maxResponseBytes,
         ...(options?.signal ? { signal: options.signal } : {}),
@@ -499,7 +610,7 @@ export class HttpTransport implements RaftTransport {
 
   constructor(options: HttpTransportOptions = {}) {
     const merged = { ...HTTP_TRANSPORT_DEFAULTS, ...withoutUndefined(options) };
-    for (const name of ['rpcTimeoutMs', 'commandTimeoutMs', 'backoffInitialMs', 'backoffMaxMs', 'maxSocketsPerPeer', 'maxResponseBytes'] as const) {
+    for (const name of ['rpcTimeoutMs', 'commandTimeoutMs', 'backoffInitialMs', 'backoffMaxMs', 'maxSocketsPerPeer', 'maxResponseBytes', 'snapshotChunkBytes', 'snapshotChunkTimeoutMs'] as const) {
       const value = merged[name];
       if (!Number.isSafeInteger(value) || value <= 0) throw new RaftError(`HttpTransport option ${name} must be a positive integer, got ${String(value)}`);
     }

@@ -58,8 +58,9 @@ export class MemoryNetwork {
       id: to,
       appendEntries: (request, options) => call((h) => h.appendEntries(structuredClone(request)), options),
       requestVote: (request, options) => call((h) => h.requestVote(structuredClone(request)), options),
-      command: (command, options) => call((h) => h.command(command.slice(), options), options),
-      setConfiguration: (members, options) => call((h) => h.setConfiguration(structuredClone(members), options), options),
+      command: (command, options) => call((h) => h.command(new Uint8Array(command), options), options),
+      setConfiguration: (members, options, learners) =>
+        call((h) => (learners ? h.setConfiguration(structuredClone(members), options, structuredClone(learners)) : h.setConfiguration(structuredClone(members), options)), options),
       timeoutNow: (request, options) =>
         call((h) => {
           if (!h.timeoutNow) throw new PeerUnreachableError(`node ${to} does not take leadership transfers`);
@@ -69,6 +70,12 @@ export class MemoryNetwork {
         call((h) => {
           if (!h.readIndex) throw new PeerUnreachableError(`node ${to} does not serve read indexes`);
           return h.readIndex(options);
+        }, options),
+      // Bytes are copied (`new Uint8Array`, not `slice`, which is a view for a Buffer): no two servers share memory.
+      installSnapshot: (request, data, options) =>
+        call((h) => {
+          if (!h.installSnapshot) throw new PeerUnreachableError(`node ${to} does not take snapshots`);
+          return h.installSnapshot(structuredClone(request), new Uint8Array(data));
         }, options),
       close: async () => {},
     };

@@ -1,6 +1,8 @@
 import type {
   AppendEntriesRequest,
   AppendEntriesResponse,
+  InstallSnapshotRequest,
+  InstallSnapshotResponse,
   NodeId,
   RequestVoteRequest,
   RequestVoteResponse,
@@ -31,12 +33,20 @@ export interface RaftRpcHandler {
   requestVote(request: RequestVoteRequest): Promise<RequestVoteResponse>;
   /** A command forwarded by a follower: resolves with the state machine's answer once applied. */
   command(command: Uint8Array, options?: RpcOptions): Promise<unknown>;
-  /** A membership change forwarded by a follower: resolves once C_new is committed. */
-  setConfiguration(members: readonly RaftMember[], options?: RpcOptions): Promise<void>;
+  /**
+   * A membership change forwarded by a follower: `members` are the voters, `learners` the non-voting
+   * members (unchanged when left out). Resolves once C_new is committed.
+   */
+  setConfiguration(members: readonly RaftMember[], options?: RpcOptions, learners?: readonly RaftMember[]): Promise<void>;
   /** A follower asks the leader for a confirmed read index (thesis §6.4). */
   readIndex?(options?: RpcOptions): Promise<number>;
   /** The leader hands leadership over: campaign now (thesis §3.10). */
   timeoutNow?(request: TimeoutNowRequest): Promise<void>;
+  /**
+   * A complete snapshot from the leader (every chunk arrived): resolves once it is durable here, with
+   * the answer for the leader. Transports that send snapshots in chunks assemble them before calling.
+   */
+  installSnapshot?(request: InstallSnapshotRequest, data: Uint8Array): Promise<InstallSnapshotResponse>;
 }
 
 /**
@@ -49,12 +59,18 @@ export interface RaftPeer {
   requestVote(request: RequestVoteRequest, options?: RpcOptions): Promise<RequestVoteResponse>;
   /** Forwards a command to this peer (the leader); resolves with the state machine's answer. */
   command(command: Uint8Array, options?: RpcOptions): Promise<unknown>;
-  /** Forwards a membership change to this peer (the leader). */
-  setConfiguration(members: readonly RaftMember[], options?: RpcOptions): Promise<void>;
+  /** Forwards a membership change (voters, and learners when given) to this peer (the leader). */
+  setConfiguration(members: readonly RaftMember[], options?: RpcOptions, learners?: readonly RaftMember[]): Promise<void>;
   /** Asks this peer (the leader) for a confirmed read index; transports that cannot, leave it out. */
   readIndex?(options?: RpcOptions): Promise<number>;
   /** Tells this peer to campaign at once (leadership transfer); transports that cannot, leave it out. */
   timeoutNow?(request: TimeoutNowRequest, options?: RpcOptions): Promise<void>;
+  /**
+   * Sends a snapshot and its bytes (InstallSnapshot), in chunks if the transport wants, resuming after
+   * a failure where the receiver says it stopped; resolves with the follower's answer. Transports that
+   * cannot, leave it out (a follower too far behind then cannot be caught up through this transport).
+   */
+  installSnapshot?(request: InstallSnapshotRequest, data: Uint8Array, options?: RpcOptions): Promise<InstallSnapshotResponse>;
   /** Releases connections. */
   close(): Promise<void>;
 }

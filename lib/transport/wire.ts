@@ -17,6 +17,7 @@ import type {
   Configuration,
   Entry,
   EntryType,
+  InstallSnapshotRequest,
   NodeId,
   RequestVoteRequest,
   RequestVoteResponse,
@@ -31,6 +32,7 @@ import {
   RaftOptionsError,
   StorageFailureError,
 } from '../core/errors.js';
+import { SNAPSHOT_TRANSFER_ERROR_STATUS, SnapshotTransferError, type SnapshotChunk, type SnapshotChunkResult, type SnapshotTransferErrorCode } from './snapshot-assembler.js';
 import type { RaftMember } from './transport.js';
 
 // ------------------------------------------------------------------------------------------ bodies
@@ -39,6 +41,8 @@ import type { RaftMember } from './transport.js';
 export interface WireConfiguration {
   readonly voters: readonly NodeId[];
   readonly outgoing?: readonly NodeId[];
+  /** Non-voting members (absent when none). */
+  readonly learners?: readonly NodeId[];
   /** Member id (decimal string) → base URL. */
   readonly addresses?: Readonly<Record<string, string>>;
 }
@@ -94,6 +98,46 @@ export interface RequestVoteResultBody {
   readonly pre_vote?: boolean;
 }
 
+/**
+ * `POST {prefix}/installsnapshot`: one chunk of a snapshot (thesis §5.4.1, Figure 5.3), sent in order
+ * from offset 0. Every chunk repeats the snapshot's metadata, so that the receiver can tell the
+ * chunks of one snapshot from those of another. The receiving node is named by the `x-raft-to` header,
+ * as for every RPC.
+ */
+export interface InstallSnapshotBody {
+  /** The leader's term. */
+  readonly term: number;
+  readonly leader_id: NodeId;
+  /** The snapshot replaces every entry up to this index… */
+  readonly last_included_index: number;
+  /** …whose term this is. */
+  readonly last_included_term: number;
+  /** The configuration in force at `last_included_index` (the shape of a `config` entry's). */
+  readonly configuration: WireConfiguration;
+  /** The snapshot's total size in bytes. */
+  readonly size: number;
+  /** Where this chunk's bytes start in the snapshot. */
+  readonly offset: number;
+  /** This chunk's bytes, standard padded base64 (may be empty: a probe asking where the receiver stands). */
+  readonly data: string;
+  /** The last chunk: `offset` + the chunk's length = `size`. */
+  readonly done: boolean;
+  /** On the last chunk only: SHA-256 of the whole snapshot, 64 lowercase hex digits. */
+  readonly digest?: string;
+}
+
+/**
+ * The answer to {@link InstallSnapshotBody}: `{ term, next_offset }` while the snapshot is incomplete
+ * (`next_offset` is where the receiver wants the next chunk to start: after this chunk, or — when the
+ * chunk's offset was not the one expected — what it has so far), `{ term, match_index }` once it is
+ * installed (the node's answer).
+ */
+export interface InstallSnapshotResultBody {
+  readonly term: number;
+  readonly next_offset?: number;
+  readonly match_index?: number;
+}
+
 /** One member in `POST {prefix}/setconfiguration`: its id, its base URL, or both. */
 export interface WirePeer {
   readonly id?: NodeId;
@@ -102,7 +146,10 @@ export interface WirePeer {
 
 /** `POST {prefix}/setconfiguration` */
 export interface SetConfigurationBody {
+  /** The complete new set of voters. */
   readonly peers: readonly WirePeer[];
+  /** The complete new set of learners (non-voting members); absent: they stay as they are. */
+  readonly learners?: readonly WirePeer[];
 }
 
 /** The body of every error answer. `error` is a human-readable message; `code` is for programs. */
@@ -161,6 +208,7 @@ export const RPC_PATHS = {
   setConfiguration: 'setconfiguration',
   readIndex: 'readindex',
   timeoutNow: 'timeoutnow',
+  installSnapshot: 'installsnapshot',
 } as const;
 
 // ------------------------------------------------------------------------------------------ errors
@@ -196,10 +244,25 @@ export function encodeBase64(bytes: Uint8Array): string {
  * what it does not understand, which is why it is never given unchecked text.
  */
 export function isStrictBase64(text: string): boolean {
-  if (text.length % 4 !== 0 || !BASE64.test(text)) return false;
+  if (text.length % 4 !== 0) return false;
+  if (text.length > LONG_BASE64) return strictlyDecoded(text) !== undefined;
+  if (!BASE64.test(text)) return false;
   if (text.endsWith('==')) return (BASE64_ALPHABET.indexOf(text[text.length - 3]!) & 0x0f) === 0;
   if (text.endsWith('=')) return (BASE64_ALPHABET.indexOf(text[text.length - 2]!) & 0x03) === 0;
   return true;
+}
+
+/**
+ * Above this length, base64 is checked by decoding and encoding it again (the same text comes back
+ * exactly when it is canonical standard base64): the regular expression costs ~65 ms per MiB of text,
+ * the round trip ~1 ms — it matters for snapshot chunks.
+ */
+const LONG_BASE64 = 256;
+
+/** The bytes of canonical standard base64 text, or undefined (by the round trip: see {@link LONG_BASE64}). */
+function strictlyDecoded(text: string): Buffer | undefined {
+  const bytes = Buffer.from(text, 'base64');
+  return bytes.toString('base64') === text ? bytes : undefined;
 }
 
 /** The number of bytes that base64 text of this length (assumed valid) decodes to. */
@@ -210,6 +273,11 @@ export function base64DecodedLength(text: string): number {
 
 /** Decodes strict base64 (see {@link isStrictBase64}) into a fresh Uint8Array; throws {@link WireFormatError} otherwise. */
 export function decodeBase64(text: string): Uint8Array {
+  if (text.length > LONG_BASE64 && text.length % 4 === 0) {
+    const bytes = strictlyDecoded(text);
+    if (!bytes) throw new WireFormatError('not valid base64');
+    return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength).slice(); // a copy, never pooled memory
+  }
   if (!isStrictBase64(text)) throw new WireFormatError('not valid base64');
   // A copy: Buffer.from may hand out a slice of a shared pool, which must not escape as a command.
   return new Uint8Array(Buffer.from(text, 'base64'));
@@ -235,6 +303,7 @@ export function decodeEntry(wire: WireEntry): Entry {
 export function encodeConfiguration(config: Configuration): WireConfiguration {
   const wire: { -readonly [K in keyof WireConfiguration]: WireConfiguration[K] } = { voters: [...config.voters] };
   if (config.outgoing) wire.outgoing = [...config.outgoing];
+  if (config.learners?.length) wire.learners = [...config.learners];
   if (config.addresses) wire.addresses = { ...config.addresses };
   return wire;
 }
@@ -243,6 +312,7 @@ export function encodeConfiguration(config: Configuration): WireConfiguration {
 export function decodeConfiguration(wire: WireConfiguration): Configuration {
   const config: { -readonly [K in keyof Configuration]: Configuration[K] } = { voters: sortedIds(wire.voters) };
   if (wire.outgoing) config.outgoing = sortedIds(wire.outgoing);
+  if (wire.learners?.length) config.learners = sortedIds(wire.learners);
   if (wire.addresses) config.addresses = { ...wire.addresses };
   return config;
 }
@@ -353,11 +423,78 @@ export function decodeRequestVoteResult(body: unknown, request: RequestVoteReque
   return { type: 'RequestVoteResponse', from, to: request.from, term, voteGranted, preVote };
 }
 
+// ------------------------------------------------------------------------------------------ InstallSnapshot
+
+/** What one chunk of {@link encodeInstallSnapshotChunk} carries. */
+export interface SnapshotChunkSpec {
+  /** The snapshot's total size in bytes. */
+  readonly size: number;
+  readonly offset: number;
+  /** The chunk's bytes (`data.subarray(offset, offset + length)`). */
+  readonly data: Uint8Array;
+  readonly done: boolean;
+  /** SHA-256 of the whole snapshot, lowercase hex; on the last chunk. */
+  readonly digest?: string;
+}
+
+export function encodeInstallSnapshotChunk(request: InstallSnapshotRequest, chunk: SnapshotChunkSpec): InstallSnapshotBody {
+  return {
+    term: request.term,
+    leader_id: request.from,
+    last_included_index: request.snapshot.index,
+    last_included_term: request.snapshot.term,
+    configuration: encodeConfiguration(request.snapshot.configuration),
+    size: chunk.size,
+    offset: chunk.offset,
+    data: encodeBase64(chunk.data),
+    done: chunk.done,
+    ...(chunk.digest !== undefined ? { digest: chunk.digest } : {}),
+  };
+}
+
+/** Converts a validated chunk received by node `to`; the sender is the body's `leader_id`. */
+export function decodeInstallSnapshotChunk(body: InstallSnapshotBody, to: NodeId): SnapshotChunk {
+  return {
+    request: {
+      type: 'InstallSnapshot',
+      from: body.leader_id,
+      to,
+      term: body.term,
+      snapshot: { index: body.last_included_index, term: body.last_included_term, configuration: decodeConfiguration(body.configuration) },
+    },
+    size: body.size,
+    offset: body.offset,
+    data: decodeBase64(body.data),
+    done: body.done,
+    ...(body.digest !== undefined ? { digest: body.digest } : {}),
+  };
+}
+
+export function encodeInstallSnapshotResult(result: SnapshotChunkResult): InstallSnapshotResultBody {
+  return result.done ? { term: result.response.term, match_index: result.response.matchIndex } : { term: result.term, next_offset: result.nextOffset };
+}
+
+/**
+ * Decodes (and checks) the answer of node `from` to a chunk of `request`, a snapshot of `size` bytes:
+ * installed (`match_index`) or where to continue (`next_offset`, at most `size`).
+ */
+export function decodeInstallSnapshotResult(body: unknown, request: InstallSnapshotRequest, from: NodeId, size: number): SnapshotChunkResult {
+  const what = 'InstallSnapshot answer';
+  const o = expectObject(body, what);
+  const term = field(o, 'term', isIndex, 'a non-negative integer', what);
+  const matchIndex = optionalField(o, 'match_index', isIndex, 'a non-negative integer', what);
+  if (matchIndex !== undefined) return { done: true, response: { type: 'InstallSnapshotResponse', from, to: request.from, term, matchIndex } };
+  const nextOffset = field(o, 'next_offset', isIndex, 'a non-negative integer (or match_index must be given)', what);
+  if (nextOffset > size) throw new WireFormatError(`${what}: next_offset ${nextOffset} is beyond the snapshot's ${size} bytes`);
+  return { done: false, term, nextOffset };
+}
+
 // ------------------------------------------------------------------------------------------ SetConfiguration
 
-/** The body announcing `members` (their `url`s when known). */
-export function encodeSetConfiguration(members: readonly RaftMember[]): SetConfigurationBody {
-  return { peers: members.map((m) => (m.url !== undefined ? { id: m.id, url: m.url } : { id: m.id })) };
+/** The body announcing voters `members` and, when given, `learners` (their `url`s when known). */
+export function encodeSetConfiguration(members: readonly RaftMember[], learners?: readonly RaftMember[]): SetConfigurationBody {
+  const peer = (m: RaftMember): WirePeer => (m.url !== undefined ? { id: m.id, url: m.url } : { id: m.id });
+  return { peers: members.map(peer), ...(learners ? { learners: learners.map(peer) } : {}) };
 }
 
 // ------------------------------------------------------------------------------------------ command answers
@@ -450,6 +587,7 @@ export function errorToWire(error: unknown): { status: number; body: ErrorBody }
   if (error instanceof RaftOptionsError) return { status: 400, body: body('invalid_request', { field: error.field }) };
   if (error instanceof CommandForwardingError) return { status: 502, body: body('forwarding_failed', { leader_id: error.leaderId }) };
   if (error instanceof StorageFailureError) return { status: 503, body: body('storage_failure') };
+  if (error instanceof SnapshotTransferError) return { status: error.status, body: body(error.code) };
   return { status: 500, body: body('internal') };
 }
 
@@ -470,6 +608,10 @@ export function errorFromWire(status: number, body: unknown): RaftError {
   if (code === 'aborted') return new CommandAbortedError();
   if (code === 'invalid_request') {
     return new RaftOptionsError(typeof o.field === 'string' ? o.field : 'request', text.replace(/^invalid Raft option "[^"]*": /, ''));
+  }
+  if (code !== undefined && Object.hasOwn(SNAPSHOT_TRANSFER_ERROR_STATUS, code)) {
+    const known = code as SnapshotTransferErrorCode;
+    return new SnapshotTransferError(SNAPSHOT_TRANSFER_ERROR_STATUS[known], known, text);
   }
   if (code === 'configuration_change_failed') return new ConfigurationChangeFailedError(typeof o.reason === 'string' ? o.reason : text);
   if (code === 'configuration_change' || (status === 409 && REFUSALS.includes(o.reason as ConfigurationChangeRefusal))) {

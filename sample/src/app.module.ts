@@ -45,6 +45,7 @@ export class AppModule implements NestModule {
           storage: config.databaseUrl ? { postgres: { url: config.databaseUrl } } : { embedded: { dataDir: config.dataDir } },
           clusterId: config.clusterId,
           electionTimeoutMs: config.electionTimeoutMs,
+          ...(config.snapshotEvery !== undefined ? { snapshotEvery: config.snapshotEvery } : {}),
           ...(config.clusterSecret ? { clusterSecret: config.clusterSecret } : {}),
           ...(config.previousClusterSecrets ? { previousClusterSecrets: config.previousClusterSecrets } : {}),
           ...(config.insecureNoAuth ? { insecureNoAuth: true } : {}),

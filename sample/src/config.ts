@@ -16,6 +16,7 @@
  * | `DATA_DIR` | embedded PostgreSQL's directory | `./data/node-<NODE_ID>` |
  * | `CLUSTER_ID` | keeps several clusters apart in one database | `default` |
  * | `ELECTION_TIMEOUT_MS` | minimum election timeout | 250 |
+ * | `SNAPSHOT_EVERY` | snapshot the key-value map and compact the log every this many entries (0: never) | 10000 |
  */
 export interface SampleConfig {
   nodeId: number;
@@ -30,6 +31,7 @@ export interface SampleConfig {
   dataDir: string;
   clusterId: string;
   electionTimeoutMs: number;
+  snapshotEvery?: number;
   clusterSecret?: string;
   previousClusterSecrets?: string[];
   insecureNoAuth?: boolean;
@@ -52,6 +54,12 @@ function port(name: string, text: string | undefined, fallback: number): number 
   return value;
 }
 
+function snapshotEvery(text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0) throw new Error(`SNAPSHOT_EVERY must be a non-negative integer, got ${JSON.stringify(text)}`);
+  return value;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): SampleConfig {
   const nodeId = Number(env.NODE_ID);
   if (!Number.isSafeInteger(nodeId) || nodeId <= 0) throw new Error(`NODE_ID must be a positive integer, got ${JSON.stringify(env.NODE_ID)}`);
@@ -71,6 +79,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SampleConfig {
     dataDir: env.DATA_DIR ?? `./data/node-${nodeId}`,
     clusterId: env.CLUSTER_ID ?? 'default',
     electionTimeoutMs: Number(env.ELECTION_TIMEOUT_MS ?? 250),
+    ...(env.SNAPSHOT_EVERY !== undefined ? { snapshotEvery: snapshotEvery(env.SNAPSHOT_EVERY) } : {}),
     ...(env.RAFT_CLUSTER_SECRET ? { clusterSecret: env.RAFT_CLUSTER_SECRET } : {}),
     ...(previous?.length ? { previousClusterSecrets: previous } : {}),
     ...(env.RAFT_INSECURE_NO_AUTH === '1' || env.RAFT_INSECURE_NO_AUTH === 'true' ? { insecureNoAuth: true } : {}),

@@ -12,10 +12,11 @@ export type KvCommand =
 export type KvAnswer = { found: boolean; value?: unknown } | { ok: boolean };
 
 const decoder = new TextDecoder();
+const encoder = new TextEncoder();
 
 /**
- * A replicated key-value map: deterministic, in memory, rebuilt from the log on restart. Values are
- * compared by their JSON text, so `cas` behaves the same on every node.
+ * A replicated key-value map: deterministic, in memory, rebuilt on restart from the latest snapshot
+ * and the log after it. Values are compared by their JSON text, so `cas` behaves the same on every node.
  */
 @Injectable()
 export class KvStateMachine implements RaftStateMachine<KvAnswer> {
@@ -41,6 +42,18 @@ export class KvStateMachine implements RaftStateMachine<KvAnswer> {
       default:
         throw new Error(`unknown operation ${JSON.stringify((parsed as { op: unknown }).op)}`);
     }
+  }
+
+  /** Log compaction: the whole map as JSON (`[[key, value], …]`). */
+  snapshot(): Uint8Array {
+    return encoder.encode(JSON.stringify([...this.data]));
+  }
+
+  /** Replaces the map with a snapshot's (on restart, or when the leader installs one). */
+  restore(data: Uint8Array): void {
+    const entries = JSON.parse(decoder.decode(data)) as [string, unknown][];
+    this.data.clear();
+    for (const [key, value] of entries) this.data.set(key, value);
   }
 
   /** This node's copy of `key`: linearizable only behind `RaftService.read()` (which the controller uses). */

@@ -1,11 +1,31 @@
 import { RaftCore } from '../../lib/core/raft.js';
-import type { Configuration, ConfigurationChangeOutcome, Entry, ReadState, HardState, Message, NodeId, RaftCoreOptions, Ready } from '../../lib/core/types.js';
+import type {
+  Configuration,
+  ConfigurationChangeOutcome,
+  Entry,
+  ReadState,
+  HardState,
+  LogStart,
+  Message,
+  NodeId,
+  RaftCoreOptions,
+  Ready,
+  SnapshotMetadata,
+} from '../../lib/core/types.js';
+
+/** A snapshot as this cluster keeps it: its metadata and the state machine (the applied entries) at its index. */
+export interface TestSnapshot {
+  metadata: SnapshotMetadata;
+  state: Entry[];
+}
 
 /** What one server's disk holds: only what a processed Ready persisted. */
 export interface Disk {
   hardState: HardState;
   entries: Entry[];
   baseConfiguration?: Configuration;
+  logStart?: LogStart;
+  snapshot?: TestSnapshot;
 }
 
 export type CoreFactory = (options: RaftCoreOptions, disk: Disk) => RaftCore;
@@ -27,6 +47,8 @@ export class TestCluster {
   readonly sent: Message[] = [];
   /** Links that drop messages: `from-to`. */
   readonly cut = new Set<string>();
+  /** Snapshot bytes that arrived with an InstallSnapshot, waiting for the Ready that accepts them. */
+  private readonly arrived = new Map<NodeId, TestSnapshot>();
 
   constructor(
     ids: NodeId[],
@@ -50,11 +72,36 @@ export class TestCluster {
     const core = new RaftCore(
       // Distinct, fixed timeouts per node (10, 11, 12 … ticks) so that elections never split by accident.
       { id, electionTimeoutTicks: 10, heartbeatTicks: 1, random: () => ((id - 1) % 10) / 10, ...this.options },
-      { hardState: disk.hardState, entries: [...disk.entries], ...(disk.baseConfiguration ? { baseConfiguration: disk.baseConfiguration } : {}) },
+      {
+        hardState: disk.hardState,
+        entries: [...disk.entries],
+        ...(disk.baseConfiguration ? { baseConfiguration: disk.baseConfiguration } : {}),
+        ...(disk.logStart ? { logStart: disk.logStart } : {}),
+        // The state machine is restored from the snapshot before the engine starts.
+        ...(disk.snapshot ? { snapshot: disk.snapshot.metadata, appliedIndex: disk.snapshot.metadata.index } : {}),
+      },
     );
     this.nodes.set(id, core);
-    this.applied.set(id, []);
+    this.applied.set(id, [...(disk.snapshot?.state ?? [])]);
     return core;
+  }
+
+  /**
+   * The driver's side of compaction: snapshot `id`'s state machine at `index` (applied), store it,
+   * drop stored entries up to `compactTo`, then tell the engine.
+   */
+  compact(id: NodeId, index: number, compactTo = index): SnapshotMetadata {
+    const core = this.node(id);
+    const disk = this.disks.get(id)!;
+    const metadata = core.snapshotMetadata(index);
+    const configuration = core.configurationAt(compactTo)!;
+    disk.snapshot = { metadata, state: this.applied.get(id)!.filter((e) => e.index <= index) };
+    const term = core.snapshotMetadata(compactTo).term;
+    disk.entries = disk.entries.filter((e) => e.index > compactTo);
+    disk.logStart = { index: compactTo, term };
+    disk.baseConfiguration = configuration;
+    core.compact(metadata, compactTo);
+    return metadata;
   }
 
   /** Crash: the engine and its unprocessed effects vanish; the disk stays. */
@@ -76,7 +123,16 @@ export class TestCluster {
     const ready = node.ready();
     const disk = this.disks.get(id)!;
     if (ready.hardState) disk.hardState = ready.hardState;
-    if (ready.truncateFrom !== undefined) disk.entries.length = ready.truncateFrom - 1;
+    if (ready.truncateFrom !== undefined) disk.entries = disk.entries.filter((e) => e.index < ready.truncateFrom!);
+    if (ready.snapshot) {
+      const arrived = this.arrived.get(id);
+      if (!arrived || arrived.metadata.index !== ready.snapshot.index) throw new Error(`node ${id} accepted a snapshot whose bytes never arrived`);
+      disk.snapshot = arrived;
+      disk.entries = disk.entries.filter((e) => e.index > ready.snapshot!.index);
+      disk.logStart = { index: ready.snapshot.index, term: ready.snapshot.term };
+      disk.baseConfiguration = ready.snapshot.configuration;
+      this.applied.set(id, [...arrived.state]); // restore the state machine
+    }
     disk.entries.push(...ready.entries);
     for (const m of ready.messages) {
       this.sent.push(m);
@@ -93,7 +149,15 @@ export class TestCluster {
   deliver(filter: (m: Message) => boolean = () => true): number {
     const now = this.queue.filter(filter);
     this.queue = this.queue.filter((m) => !filter(m));
-    for (const m of now) this.nodes.get(m.to)?.step(m);
+    for (const m of now) {
+      if (m.type === 'InstallSnapshot') {
+        // The transport carries the bytes: the sender's stored snapshot.
+        const stored = this.disks.get(m.from)?.snapshot;
+        if (!stored || stored.metadata.index !== m.snapshot.index) throw new Error(`node ${m.from} sent a snapshot it does not store`);
+        this.arrived.set(m.to, { metadata: stored.metadata, state: [...stored.state] });
+      }
+      this.nodes.get(m.to)?.step(m);
+    }
     return now.length;
   }
 

@@ -11,6 +11,7 @@
  *   413, 415, and 401 for a replay);
  * - requests to the sample's public API expect a 4xx.
  */
+import { createHash } from 'node:crypto';
 import { createRaftRequestSigner } from '../../lib/transport/auth.js';
 import { TIMEOUT_HEADER, TO_HEADER } from '../../lib/transport/wire.js';
 import type { FuzzNode } from './cluster.js';
@@ -60,7 +61,7 @@ export const FLOOD_SOURCES = ['127.0.0.31', '127.0.0.32', '127.0.0.33', '127.0.0
 /** Where correctly signed requests come from (their tokens are given back, so they are never throttled). */
 export const SIGNED_SOURCE = '127.0.0.30';
 
-const JSON_ROUTES = ['appendentries', 'requestvote', 'setconfiguration'] as const;
+const JSON_ROUTES = ['appendentries', 'requestvote', 'setconfiguration', 'installsnapshot'] as const;
 type JsonRoute = (typeof JSON_ROUTES)[number];
 const POST_ROUTES = [...JSON_ROUTES, 'command'] as const;
 type PostRoute = (typeof POST_ROUTES)[number];
@@ -85,6 +86,30 @@ function voteBody(rng: FuzzRandom, candidate: number, term: number): Record<stri
   return { term, candidate_id: candidate, last_log_index: last, last_log_term: last === 0 ? 0 : rng.between(1, term), ...(rng.chance(0.5) ? { pre_vote: true } : {}) };
 }
 
+/**
+ * A well-formed InstallSnapshot chunk sent by `leader`: the first part of a small snapshot, or its last
+ * part (done, with the digest). Only ever sent in ways that are refused before the snapshot assembler
+ * (unsigned, another sender, cluster or addressee …) or after a mutation that makes it invalid.
+ */
+function snapshotBody(rng: FuzzRandom, ctx: FuzzContext, leader: number, term: number): Record<string, any> {
+  const data = rng.bytes(rng.int(65));
+  const split = rng.int(data.length + 1);
+  const done = rng.chance(0.5);
+  const [from, to] = done ? [split, data.length] : [0, split];
+  return {
+    term,
+    leader_id: leader,
+    last_included_index: rng.between(1, 50),
+    last_included_term: rng.between(1, term),
+    configuration: { voters: ctx.nodes.map((n) => n.id), ...(rng.chance(0.5) ? { addresses: Object.fromEntries(ctx.nodes.map((n) => [String(n.id), n.rpcUrl])) } : {}) },
+    size: data.length,
+    offset: from,
+    data: data.subarray(from, to).toString('base64'),
+    done,
+    ...(done ? { digest: createHash('sha256').update(data).digest('hex') } : {}),
+  };
+}
+
 function configurationBody(ctx: FuzzContext): Record<string, any> {
   return { peers: ctx.nodes.map((n) => ({ id: n.id, url: n.rpcUrl })) };
 }
@@ -93,6 +118,7 @@ function validBody(rng: FuzzRandom, ctx: FuzzContext, route: JsonRoute, sender: 
   const term = ctx.term + rng.between(0, 3);
   if (route === 'appendentries') return appendBody(rng, sender, Math.max(1, term));
   if (route === 'requestvote') return voteBody(rng, sender, Math.max(1, term));
+  if (route === 'installsnapshot') return snapshotBody(rng, ctx, sender, Math.max(1, term));
   return configurationBody(ctx);
 }
 
@@ -100,6 +126,7 @@ const REQUIRED_NUMBERS: Record<JsonRoute, readonly string[]> = {
   appendentries: ['term', 'leader_id', 'prev_log_index', 'prev_log_term', 'commit_index'],
   requestvote: ['term', 'candidate_id', 'last_log_index', 'last_log_term'],
   setconfiguration: [],
+  installsnapshot: ['term', 'leader_id', 'last_included_index', 'last_included_term', 'size', 'offset'],
 };
 
 function deepArray(depth: number): string {
@@ -123,7 +150,11 @@ function malformedBody(rng: FuzzRandom, ctx: FuzzContext, route: JsonRoute, send
     ['__proto__', () => JSON.stringify(body).replace(/^\{/, `{"__proto__":${rng.pick(['{"isAdmin":true}', '[]', '1', 'null'])},`)],
     ['deep nesting', () => JSON.stringify(body).replace(/\}$/, `,"x":${deepArray(rng.between(9, 30_000))}}`)],
     ['missing field', () => {
-      const key = rng.pick(route === 'setconfiguration' ? ['peers'] : [...numbers, ...(route === 'appendentries' ? ['entries'] : [])]);
+      const key = rng.pick(
+        route === 'setconfiguration'
+          ? ['peers']
+          : [...numbers, ...(route === 'appendentries' ? ['entries'] : []), ...(route === 'installsnapshot' ? ['configuration', 'data', 'done'] : [])],
+      );
       const copy = { ...body };
       delete copy[key];
       return JSON.stringify(copy);
@@ -169,6 +200,32 @@ function malformedBody(rng: FuzzRandom, ctx: FuzzContext, route: JsonRoute, send
   if (route === 'requestvote') {
     mutations.push(['wrong type', () => JSON.stringify({ ...body, pre_vote: rng.pick(['true', 1, null, [], {}]) })]);
   }
+  if (route === 'installsnapshot') {
+    const digest = createHash('sha256').update('x').digest('hex');
+    const end = body.offset + Buffer.from(body.data, 'base64').length;
+    mutations.push(
+      ['snapshot: invalid base64', () => JSON.stringify({ ...body, data: rng.pick(['QR==', 'abc', '!!!!', 'aGVsbG8', '-_8=', 'aGVs bG8=', '====', 'a===', 'aGVsbG8=\n', `-${'A'.repeat(399)}`, 5, null, []]) })],
+      ['snapshot: offset beyond size', () => JSON.stringify({ ...body, offset: body.size + rng.between(1, 1000), data: '', done: false, digest: undefined })],
+      ['snapshot: data beyond size', () => JSON.stringify({ ...body, data: rng.bytes(body.size - body.offset + rng.between(1, 100)).toString('base64') })],
+      ['snapshot: done before the end', () => JSON.stringify({ ...body, size: end + rng.between(1, 100), done: true, digest })],
+      ['snapshot: done without digest', () => JSON.stringify({ ...body, size: end, done: true, digest: undefined })],
+      ['snapshot: digest on a middle chunk', () => JSON.stringify({ ...body, size: end + 1, done: false, digest })],
+      ['snapshot: malformed digest', () => JSON.stringify({ ...body, size: end, done: true, digest: rng.pick([digest.toUpperCase(), digest.slice(1), `${digest}0`, 'z'.repeat(64), '', 7, null]) })],
+      ['snapshot: done not a boolean', () => JSON.stringify({ ...body, done: rng.pick(['true', 1, 0, null, [], {}]) })],
+      ['snapshot: snapshot term above term', () => JSON.stringify({ ...body, last_included_term: body.term + rng.between(1, 10) })],
+      ['snapshot: index 0', () => JSON.stringify({ ...body, last_included_index: 0 })],
+      ['snapshot: term 0', () => JSON.stringify({ ...body, term: 0 })],
+      ['snapshot: bad configuration', () =>
+        JSON.stringify({
+          ...body,
+          configuration: rng.pick<unknown>([
+            null, [], 'all', 5, {}, { voters: [] }, { voters: [1, 1] }, { voters: [0] }, { voters: [1.5] }, { voters: ['1'] },
+            { voters: Array.from({ length: rng.between(1025, 3000) }, (_, i) => i + 1) },
+            { voters: [1], outgoing: [] }, { voters: [1], addresses: { x: 'http://a' } }, { voters: [1], addresses: { 1: 'ftp://a' } }, { voters: [1], learners: [2] },
+          ]),
+        })],
+    );
+  }
   if (route === 'setconfiguration') {
     mutations.push(
       ['empty members', () => JSON.stringify({ peers: [] })],
@@ -178,6 +235,7 @@ function malformedBody(rng: FuzzRandom, ctx: FuzzContext, route: JsonRoute, send
       ['bad member id', () => JSON.stringify({ peers: [{ ...body.peers[0], id: rng.pick([0, -1, 1.5, '2', 1e300, null, true]) }] })],
       ['bad member url', () => JSON.stringify({ peers: [{ ...body.peers[0], url: rng.pick(['ftp://x', 'not a url', 'javascript:alert(1)', `http://${'a'.repeat(3000)}`, 5, '', null]) }] })],
       ['unknown member field', () => JSON.stringify({ peers: [{ ...body.peers[0], voter: true }] })],
+      ['bad learners', () => JSON.stringify({ peers: body.peers, learners: rng.pick<unknown>(['x', 5, null, {}, [1], [{}], [{ id: 0 }], [{ id: 'a' }], [{ url: 'ftp://x' }], [{ ...body.peers[0] }], [{ id: 900 }, { id: 900 }]]) })],
       ['huge array', () => JSON.stringify({ peers: Array.from({ length: rng.between(1025, 3000) }, (_, i) => ({ id: i + 1, url: `http://127.0.0.1:${1 + (i % 60000)}` })) })],
     );
   }
@@ -290,7 +348,7 @@ const unauthenticatedOversized: Generator = (rng, ctx) => {
 /** A well-formed body that speaks for another node than the one that signed it. */
 function wrongSenderRequest(rng: FuzzRandom, ctx: FuzzContext): FuzzRequest {
   const { node, others } = target(rng, ctx);
-  const route = rng.pick(['appendentries', 'requestvote'] as const);
+  const route = rng.pick(['appendentries', 'requestvote', 'installsnapshot'] as const);
   const claimed = rng.chance(0.7) ? rng.pick(others) : rng.between(4, 1000);
   const sender = rng.pick([...others, rng.between(1001, 2000)].filter((id) => id !== claimed));
   const body = Buffer.from(JSON.stringify(validBody(rng, ctx, route, claimed)));

@@ -44,8 +44,8 @@ class FakeHandler implements RaftRpcHandler {
     return new Uint8Array([...command].reverse());
   }
 
-  async setConfiguration(members: readonly RaftMember[], options?: RpcOptions): Promise<void> {
-    this.calls.push({ method: 'setConfiguration', args: [members, options] });
+  async setConfiguration(members: readonly RaftMember[], options?: RpcOptions, learners?: readonly RaftMember[]): Promise<void> {
+    this.calls.push({ method: 'setConfiguration', args: learners ? [members, options, learners] : [members, options] });
     if (this.behave.setConfiguration) await this.behave.setConfiguration();
   }
 }
@@ -168,7 +168,9 @@ const MALFORMED_APPEND: Array<[string, object | string, string]> = [
   ['a config without voters', appendWith((b) => Object.assign(b.entries[1], { type: 'config', config: { voters: [] } })), 'entries.1.config.voters must name at least one node'],
   ['a config naming a voter twice', appendWith((b) => Object.assign(b.entries[1], { type: 'config', config: { voters: [1, 1] } })), 'entries.1.config.voters must not name a node twice'],
   ['a config with a bad id', appendWith((b) => Object.assign(b.entries[1], { type: 'config', config: { voters: [1], outgoing: [0] } })), 'entries.1.config.outgoing must hold positive integers'],
-  ['a config with an unknown field', appendWith((b) => Object.assign(b.entries[1], { type: 'config', config: { voters: [1], learners: [4] } })), 'property entries.1.config.learners should not exist'],
+  ['a config with an unknown field', appendWith((b) => Object.assign(b.entries[1], { type: 'config', config: { voters: [1], witnesses: [4] } })), 'property entries.1.config.witnesses should not exist'],
+  ['a learner that is also a voter', appendWith((b) => Object.assign(b.entries[1], { type: 'config', config: { voters: [1, 4], learners: [4] } })), 'entries.1.config.learners must not name a voter (node 4 is one)'],
+  ['an empty learner set', appendWith((b) => Object.assign(b.entries[1], { type: 'config', config: { voters: [1], learners: [] } })), 'entries.1.config.learners must name at least one node'],
   ['an address keyed by a non-id', appendWith((b) => Object.assign(b.entries[1], { type: 'config', config: { voters: [1], addresses: { x: 'http://a' } } })), 'entries.1.config.addresses has key "x"'],
   ['an address that is not a URL', appendWith((b) => Object.assign(b.entries[1], { type: 'config', config: { voters: [1], addresses: { 1: 'a:b' } } })), 'entries.1.config.addresses.1 must be an http or https URL'],
   ['a noop that carries a command', appendWith((b) => (b.entries[1].command = b64('x'))), 'entries.1.command must be empty on an entry of type "noop"'],
@@ -312,7 +314,7 @@ describe('the fast check of AppendEntries bodies', () => {
   }
   const values: unknown[] = [
     -1, 0, 1, 7, 1.5, 2 ** 53, Number.MAX_SAFE_INTEGER, '1', '', 'aGk=', 'QR==', 'aGk', null, true, false, [], [1, 2], [1, 1], [0], {}, { 1: 'http://a' },
-    { x: 'http://a' }, { 1: 'ftp://a' }, 'command', 'noop', 'config', 'other', { voters: [1] }, { voters: [1], outgoing: [2] }, { voters: [] }, { voters: [1], x: 1 },
+    { x: 'http://a' }, { 1: 'ftp://a' }, 'command', 'noop', 'config', 'other', { voters: [1] }, { voters: [1], outgoing: [2] }, { voters: [] }, { voters: [1], x: 1 }, { voters: [1], learners: [2] }, { voters: [1], learners: [1] },
     [{ index: 1, term: 1, command: '' }], [5],
   ];
 
@@ -320,7 +322,7 @@ describe('the fast check of AppendEntries bodies', () => {
     const random = prng(20240607);
     const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
     const base = () =>
-      appendWith((b) => b.entries.push({ index: 7, term: 3, command: '', type: 'config', config: { voters: [1, 2], outgoing: [1], addresses: { 1: 'http://a:1' } } }));
+      appendWith((b) => b.entries.push({ index: 7, term: 3, command: '', type: 'config', config: { voters: [1, 2], outgoing: [1], learners: [5], addresses: { 1: 'http://a:1' } } }));
     let accepted = 0;
     for (let round = 0; round < 3_000; round++) {
       const body = base();
@@ -495,6 +497,47 @@ describe('POST /raft/setconfiguration', () => {
     expect(handler.calls).toEqual([]);
   });
 
+  it('delivers learners when the body names them (and only then), and refuses malformed ones with 400', async () => {
+    const { url, handler } = await startApp();
+    // A learner given by url only is asked for its id, as a voter is.
+    const answer = await post(`${url}/raft/setconfiguration`, { peers: [{ id: 1 }, { id: 3 }], learners: [{ id: 4, url: 'http://127.0.0.1:3004' }, { url }] });
+    expect(answer).toMatchObject({ status: 200, json: { success: true } });
+    expect(handler.calls[0]!.args[0]).toEqual([{ id: 1 }, { id: 3 }]);
+    expect(handler.calls[0]!.args[2]).toEqual([{ id: 4, url: 'http://127.0.0.1:3004' }, { id: SELF, url }]);
+    handler.calls.length = 0;
+    expect((await post(`${url}/raft/setconfiguration`, { peers: [{ id: 1 }], learners: [] })).status).toBe(200);
+    expect(handler.calls[0]!.args[2]).toEqual([]);
+    expect((await post(`${url}/raft/setconfiguration`, { peers: [{ id: 1 }] })).status).toBe(200);
+    expect(handler.calls[1]!.args).toHaveLength(2);
+    handler.calls.length = 0;
+    const cases: Array<[object, string]> = [
+      [{ peers: [{ id: 1 }], learners: 'all' }, 'learners must be an array'],
+      [{ peers: [{ id: 1 }], learners: [5] }, 'learners.0 must be an object'],
+      [{ peers: [{ id: 1 }], learners: [{}] }, 'learners.0 needs an id, a url, or both'],
+      [{ peers: [{ id: 1 }], learners: [{ id: 0 }] }, 'learners.0.id must be a positive integer'],
+      [{ peers: [{ id: 1 }], learners: [{ id: 4 }, { id: 4 }] }, 'learners.1.id names node 4 again (as learners.0.id does)'],
+      [{ peers: [{ id: 1 }], learners: [{ id: 1 }] }, 'learners.0.id names node 1 again (as peers.0.id does)'],
+      [{ peers: [{ id: 1 }], learners: [{ url }] }, ''],
+      [{ peers: [{ id: 1 }], learners: [{ id: 4, voter: false }] }, 'property learners.0.voter should not exist'],
+      [{ peers: [{ id: 1 }], learners: null }, 'learners must be an array'],
+    ];
+    for (const [body, message] of cases) {
+      const reply = await post(`${url}/raft/setconfiguration`, body);
+      if (message === '') {
+        // A learner given by url that turns out to be this node (2), while 2 is not a voter here: accepted.
+        expect(reply.status).toBe(200);
+        continue;
+      }
+      expect(reply.status, message).toBe(400);
+      expect(reply.json.error, message).toContain(message);
+    }
+    expect(handler.calls.map((c) => c.args[2])).toEqual([[{ id: SELF, url }]]);
+    // Given by url, a learner that is also a voter is refused once its id is known.
+    const both = await post(`${url}/raft/setconfiguration`, { peers: [{ id: SELF }], learners: [{ url }] });
+    expect(both.status).toBe(400);
+    expect(both.json.error).toContain(`learners.0 is node ${SELF}, which is also a voter`);
+  });
+
   it('answers 409 with the reason for a refused change, 421 on a follower', async () => {
     const { url, handler } = await startApp();
     handler.behave.setConfiguration = () => Promise.reject(new ConfigurationChangeError('in-progress', 'another change is under way'));
@@ -554,6 +597,9 @@ describe('HttpPeer against the controller', () => {
         await expect(peer.command(new Uint8Array([1]))).rejects.toMatchObject({ name: 'NotLeaderError', leaderId: 3, leaderUrl: 'http://127.0.0.1:3003' });
         await expect(peer.setConfiguration([{ id: 1, url: 'http://127.0.0.1:3001' }, { id: SELF }])).resolves.toBeUndefined();
         expect(handler.calls.at(-1)!.args[0]).toEqual([{ id: 1, url: 'http://127.0.0.1:3001' }, { id: SELF }]);
+        expect(handler.calls.at(-1)!.args).toHaveLength(2);
+        await expect(peer.setConfiguration([{ id: 1 }], undefined, [{ id: 4, url: 'http://127.0.0.1:3004' }])).resolves.toBeUndefined();
+        expect(handler.calls.at(-1)!.args[2]).toEqual([{ id: 4, url: 'http://127.0.0.1:3004' }]);
         // A peer whose table maps this address to another id is refused, not misattributed.
         await expect(transport.peer(5, url).appendEntries({ ...request, to: 5 })).rejects.toMatchObject({ status: 409, code: 'wrong_node' });
       } finally {

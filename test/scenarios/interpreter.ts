@@ -253,6 +253,10 @@ export function formatMessage(m: Message): string {
       return `${head} ${m.voteGranted ? 'granted' : 'rejected'}` + (m.preVote ? ' prevote' : '');
     case 'TimeoutNow':
       return head;
+    case 'InstallSnapshot':
+      return `${head} snapshot=${m.snapshot.term}/${m.snapshot.index} conf ${formatConfig(m.snapshot.configuration)}`;
+    case 'InstallSnapshotResponse':
+      return `${head} match=${m.matchIndex}`;
   }
 }
 

@@ -179,6 +179,37 @@ describe('a cluster over signed RPCs on their own listener', () => {
     expect(logger.lines.join('\n')).not.toContain(SECRET);
   });
 
+  it('serves /raft/installsnapshot only on the RPC listener, behind the same checks as the other RPCs', async () => {
+    const [m] = await members(['127.0.0.35']);
+    const app = await startMember(m!, [m!], { storage: new MemoryStorage(), unauthenticatedRateLimit: false });
+    const chunk = {
+      term: 1,
+      leader_id: 2,
+      last_included_index: 1,
+      last_included_term: 1,
+      configuration: { voters: [1, 2] },
+      size: 4,
+      offset: 0,
+      data: 'AAE=',
+      done: false,
+    };
+    expect((await send(`${m!.url}/raft/installsnapshot`, { body: JSON.stringify(chunk), headers: { 'content-type': 'application/json' } })).status).toBe(404);
+    const target = `${m!.rpcUrl}/raft/installsnapshot`;
+    const unsigned = await send(target, { body: JSON.stringify(chunk), headers: { 'content-type': 'application/vnd.raft+json' } });
+    expect(unsigned.status).toBe(401);
+    expect(unsigned.json).toMatchObject({ code: 'unauthenticated' });
+    const signing: Signing = { secret: SECRET, sender: 2, clusterId: 'module-security', to: 1 };
+    expect((await sendSigned({ ...signing, secret: 'not the cluster secret, 32 bytes' }, target, chunk)).status).toBe(401);
+    const malformed = await sendSigned(signing, target, { ...chunk, offset: 9 });
+    expect(malformed.status).toBe(400);
+    expect(malformed.json.error).toMatch(/offset must not exceed size \(4\)/);
+    const mismatch = await sendSigned({ ...signing, sender: 3 }, target, chunk);
+    expect(mismatch.status).toBe(403);
+    expect(mismatch.json).toMatchObject({ code: 'sender_mismatch' });
+    await app.close();
+    apps.splice(apps.indexOf(app), 1);
+  });
+
   it('forRootAsync takes the listener address from the options (extra rpcListener: true)', async () => {
     const [m] = await members(['127.0.0.34']);
     @Module({

@@ -2,7 +2,8 @@ import 'reflect-metadata';
 import type { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { AppendEntriesRequest, AppendEntriesResponse, RequestVoteRequest, RequestVoteResponse } from '../../lib/core/types.js';
+import { createHash } from 'node:crypto';
+import type { AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, RequestVoteRequest, RequestVoteResponse } from '../../lib/core/types.js';
 import { createRaftRpcController } from '../../lib/nest/raft-rpc.controller.js';
 import { DEFAULT_RPC_LIMITS, RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, type RaftRpcLimits } from '../../lib/nest/raft.constants.js';
 import type { RaftMembershipView } from '../../lib/nest/security/membership-view.js';
@@ -23,7 +24,7 @@ const CLUSTER = 'security-test';
 const SECRET = 'security test secret, 32 bytes!!';
 const OTHER_SECRET = 'some other cluster secret, 32 b!';
 
-type Method = 'appendEntries' | 'requestVote' | 'command' | 'setConfiguration';
+type Method = 'appendEntries' | 'requestVote' | 'command' | 'setConfiguration' | 'installSnapshot';
 
 class RecordingHandler implements RaftRpcHandler {
   readonly id = SELF;
@@ -43,6 +44,10 @@ class RecordingHandler implements RaftRpcHandler {
   }
   async setConfiguration(_members: readonly RaftMember[], _options?: RpcOptions): Promise<void> {
     this.calls.push('setConfiguration');
+  }
+  async installSnapshot(request: InstallSnapshotRequest, _data: Uint8Array): Promise<InstallSnapshotResponse> {
+    this.calls.push('installSnapshot');
+    return { type: 'InstallSnapshotResponse', from: SELF, to: request.from, term: request.term, matchIndex: request.snapshot.index };
   }
 }
 
@@ -98,6 +103,20 @@ const peer = (sender = 1, extra: Partial<Signing> = {}): Signing => ({ secret: S
 const heartbeat = (leader = 1, term = 3) => ({ term, leader_id: leader, prev_log_index: 0, prev_log_term: 0, entries: [], commit_index: 0 });
 const vote = (candidate = 1, term = 3) => ({ term, candidate_id: candidate, last_log_index: 0, last_log_term: 0 });
 const configuration = { peers: [{ id: 1, url: 'http://127.0.0.1:1' }, { id: 2, url: 'http://127.0.0.1:2' }] };
+const SNAPSHOT = Buffer.from('a snapshot of the state machine');
+/** A whole snapshot in one chunk (or its first `first` bytes, not done), sent by `leader`. */
+const snapshotChunk = (leader = 1, term = 3, first?: number) => ({
+  term,
+  leader_id: leader,
+  last_included_index: 10,
+  last_included_term: 2,
+  configuration: { voters: [1, 2, 3] },
+  size: SNAPSHOT.length,
+  offset: 0,
+  data: SNAPSHOT.subarray(0, first ?? SNAPSHOT.length).toString('base64'),
+  done: first === undefined,
+  ...(first === undefined ? { digest: createHash('sha256').update(SNAPSHOT).digest('hex') } : {}),
+});
 
 /** [route, a valid body for it, its content type]. */
 const ROUTES: Array<[string, string, string]> = [
@@ -105,6 +124,7 @@ const ROUTES: Array<[string, string, string]> = [
   ['requestvote', JSON.stringify(vote()), 'application/vnd.raft+json'],
   ['command', 'hello', 'application/octet-stream'],
   ['setconfiguration', JSON.stringify(configuration), 'application/vnd.raft+json'],
+  ['installsnapshot', JSON.stringify(snapshotChunk()), 'application/vnd.raft+json'],
 ];
 
 describe('peer authentication of the RPC endpoints', () => {
@@ -115,7 +135,7 @@ describe('peer authentication of the RPC endpoints', () => {
       const reply = await send(target, { body, headers: signedHeaders(peer(), target, body, contentType) });
       expect(reply.status, `${route}: ${reply.text}`).toBe(200);
     }
-    expect(handler.calls).toEqual(['appendEntries', 'requestVote', 'command', 'setConfiguration']);
+    expect(handler.calls).toEqual(['appendEntries', 'requestVote', 'command', 'setConfiguration', 'installSnapshot']);
     expect(await send(`${url}/raft/id`, { method: 'GET' })).toMatchObject({ status: 200, text: String(SELF) });
   });
 
@@ -351,6 +371,34 @@ describe('peer authentication of the RPC endpoints', () => {
     }
     expect(handler.calls).toEqual([]);
     expect((await send(`${url}/raft/id`, { method: 'GET' })).status).toBe(200);
+  });
+
+  it('puts InstallSnapshot chunks through the same checks: unsigned, forged, replayed, another leader, removed, throttled; signed ones are assembled', async () => {
+    const membership: RaftMembershipView = { removal: (id) => (id === 3 ? { removedInTerm: 5 } : undefined) };
+    const { url, handler } = await startApp({ membership, rateLimit: { burst: 2, perSecond: 0.1 } });
+    const target = `${url}/raft/installsnapshot`;
+    const first = JSON.stringify(snapshotChunk(1, 3, 10));
+    const attacker = '127.0.0.24';
+    expect((await send(target, { body: first, localAddress: attacker, headers: { 'content-type': 'application/vnd.raft+json' } })).json).toMatchObject({ code: 'unauthenticated' });
+    expect((await sendSigned(peer(1, { secret: OTHER_SECRET }), target, first, { localAddress: attacker })).json).toMatchObject({ code: 'invalid_signature' });
+    const signed = signedHeaders(peer(), target, first);
+    expect((await send(target, { body: first, headers: signed })).json).toEqual({ term: 3, next_offset: 10 });
+    expect((await send(target, { body: first, headers: signed })).json).toMatchObject({ code: 'replayed' });
+    const asAnother = await sendSigned(peer(4), target, snapshotChunk(1));
+    expect(asAnother.status).toBe(403);
+    expect(asAnother.json.error).toBe('the request is signed by node 4, but its leader_id is 1');
+    expect((await sendSigned(peer(3), target, snapshotChunk(3, 5))).status).toBe(410);
+    expect((await sendSigned(peer(1, { clusterId: 'another-cluster' }), target, snapshotChunk(1))).status).toBe(412);
+    expect((await sendSigned(peer(1, { to: 3 }), target, snapshotChunk(1))).status).toBe(409);
+    expect((await sendSigned(peer(), target, { ...snapshotChunk(), term: 'x' })).status).toBe(400);
+    // The throttled address is refused before any signature work, on this route too.
+    expect((await send(target, { body: first, localAddress: attacker })).status).toBe(429);
+    expect(handler.calls).toEqual([]);
+    // The rest of the snapshot, correctly signed, completes it.
+    const rest = { ...snapshotChunk(1, 3), offset: 10, data: SNAPSHOT.subarray(10).toString('base64') };
+    const done = await sendSigned(peer(), target, rest);
+    expect(done.json).toEqual({ term: 3, match_index: 10 });
+    expect(handler.calls).toEqual(['installSnapshot']);
   });
 
   it('answers malformed bodies of authenticated peers with 400, never 5xx, and never calls the node', async () => {

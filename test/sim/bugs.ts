@@ -1,6 +1,6 @@
 import { RaftInvariantError } from '../../lib/core/errors.js';
 import { RaftCore } from '../../lib/core/raft.js';
-import type { Configuration, Entry, NodeId, RaftCoreOptions, RecoveredState } from '../../lib/core/types.js';
+import type { Configuration, Entry, NodeId, RaftCoreOptions, RecoveredState, SnapshotMetadata } from '../../lib/core/types.js';
 
 /**
  * The engine as the simulator runs it: {@link RaftCore} plus O(1) access to its log for the
@@ -24,6 +24,7 @@ export const BUGS = {
   'reply-before-persist': "the driver sends a Ready's messages before its state is durable (Figure 2)",
   'no-joint-majority': 'during C_old,new only C_new counts, for commits and elections (§6)',
   'read-without-quorum': 'a leader answers a ReadIndex read without hearing from a quorum first (thesis §6.4): stale reads',
+  'snapshot-keeps-conflicting-log': 'a follower installing a snapshot keeps its entries after it even when its entry at the snapshot index has another term (Figure 5.3)',
 } as const;
 
 export type BugName = keyof typeof BUGS;
@@ -79,6 +80,13 @@ class ReadWithoutQuorumCore extends SimCore {
   }
 }
 
+/** Figure 5.3 broken: the follower keeps its log after a snapshot whenever it reaches the snapshot's index, whatever the term there. */
+class SnapshotKeepsConflictingLogCore extends SimCore {
+  protected override keepsLogAfterSnapshot(snapshot: SnapshotMetadata): boolean {
+    return this.raftLog.lastIndex >= snapshot.index;
+  }
+}
+
 export type CoreFactory = (options: RaftCoreOptions, recovered: RecoveredState) => SimCore;
 
 export function coreFactory(bug: BugName | undefined): CoreFactory {
@@ -91,6 +99,8 @@ export function coreFactory(bug: BugName | undefined): CoreFactory {
       return (o, r) => new TruncateAfterPrevCore(o, r);
     case 'read-without-quorum':
       return (o, r) => new ReadWithoutQuorumCore(o, r);
+    case 'snapshot-keeps-conflicting-log':
+      return (o, r) => new SnapshotKeepsConflictingLogCore(o, r);
     default:
       return (o, r) => new SimCore(o, r);
   }

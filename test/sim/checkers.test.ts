@@ -8,6 +8,7 @@ class FakeNode implements NodeView {
   term = 0;
   commitIndex = 0;
   log: Entry[] = [];
+  readonly logStartIndex = 0;
   constructor(readonly id: number) {}
   get lastIndex(): number {
     return this.log.length;

@@ -8,6 +8,8 @@ export interface NodeView {
   readonly term: number;
   readonly commitIndex: number;
   readonly lastIndex: number;
+  /** Where its in-memory log starts: entries up to here were compacted into a snapshot. */
+  readonly logStartIndex: number;
   /** The engine's in-memory log entry at `index`, O(1). */
   entryAt(index: number): Entry | undefined;
 }
@@ -42,7 +44,11 @@ interface NodeWatch {
   nextApply: number;
   /** commitIndex when the previous Ready was taken: a lower bound of commitIndex at any later truncation. */
   commitAtLastReady: number;
-  /** Shadow of the engine's log as described by its Readys: term and prefix digest per index (0 = sentinel). */
+  /**
+   * Shadow of the engine's log as described by its Readys: term and prefix digest per index, from
+   * `shadowBase` (0 = the empty log's sentinel; after a snapshot, the snapshot's index) on.
+   */
+  shadowBase: number;
   shadowTerm: number[];
   shadowPrefix: number[];
   // ---- promises made in messages actually sent (kept across restarts)
@@ -132,6 +138,7 @@ export class SafetyChecker {
         role: 'follower',
         nextApply: 1,
         commitAtLastReady: 0,
+        shadowBase: 0,
         shadowTerm: [0],
         shadowPrefix: [0],
         maxTermSent: 0,
@@ -147,9 +154,10 @@ export class SafetyChecker {
       if (granted !== undefined && hs.vote !== granted) {
         this.violation(`n${id} restarted in term ${hs.term} with vote ${hs.vote}, but it had granted its vote in term ${hs.term} to n${granted} (vote not persisted)`);
       }
-      if (w.ackTerm === hs.term && recovered.entries.length < w.ackMatch) {
+      const storedLast = (recovered.logStart?.index ?? 0) + recovered.entries.length;
+      if (w.ackTerm === hs.term && storedLast < w.ackMatch) {
         this.violation(
-          `n${id} restarted with log up to ${recovered.entries.length}, but in term ${hs.term} it had acknowledged entries up to ${w.ackMatch} (entries not persisted before the acknowledgement)`,
+          `n${id} restarted with log up to ${storedLast}, but in term ${hs.term} it had acknowledged entries up to ${w.ackMatch} (entries not persisted before the acknowledgement)`,
         );
       }
     }
@@ -159,8 +167,10 @@ export class SafetyChecker {
     w.role = view.role;
     w.nextApply = (recovered.appliedIndex ?? 0) + 1;
     w.commitAtLastReady = view.commitIndex;
+    w.shadowBase = 0;
     w.shadowTerm = [0];
     w.shadowPrefix = [0];
+    if (recovered.logStart && recovered.logStart.index > 0) this.rebase(id, w, recovered.logStart.index, recovered.logStart.term, 'restarted from a compacted log');
     for (const entry of recovered.entries) {
       if (!this.shadowAppend(id, w, entry)) break;
     }
@@ -207,16 +217,37 @@ export class SafetyChecker {
           );
         }
       }
-      if (from < w.shadowTerm.length) {
-        w.shadowTerm.length = from;
-        w.shadowPrefix.length = from;
+      if (from <= w.shadowBase) {
+        this.violation(`n${id} truncated its log from ${from}, at or below its compaction point ${w.shadowBase}`);
+      } else if (from - w.shadowBase < w.shadowTerm.length) {
+        w.shadowTerm.length = from - w.shadowBase;
+        w.shadowPrefix.length = from - w.shadowBase;
+      }
+    }
+    if (ready.snapshot) {
+      const s = ready.snapshot;
+      if (this.checkPromises && s.index <= w.commitAtLastReady) {
+        this.violation(`n${id} installed a snapshot at ${s.index}, not beyond what it already knew committed (${w.commitAtLastReady})`);
+      }
+      const held = s.index - w.shadowBase;
+      if (held >= 0 && held < w.shadowTerm.length && w.shadowTerm[held] === s.term) {
+        // The log agrees with the snapshot: keep what follows it.
+        w.shadowTerm = w.shadowTerm.slice(held);
+        w.shadowPrefix = w.shadowPrefix.slice(held);
+        w.shadowBase = s.index;
+      } else {
+        if (held >= 0 && held < w.shadowTerm.length - 1) {
+          this.violation(`n${id} accepted a snapshot at ${s.index}/${s.term} but kept a log beyond it that disagrees at ${s.index}`);
+        }
+        this.rebase(id, w, s.index, s.term, 'installed a snapshot');
       }
     }
     for (const entry of ready.entries) {
       if (!this.shadowAppend(id, w, entry)) break;
     }
-    if (view.lastIndex !== w.shadowTerm.length - 1 && this.ok) {
-      this.violation(`n${id}'s Ready leaves its stored log at ${w.shadowTerm.length - 1} entries, but its in-memory log has ${view.lastIndex}`);
+    const shadowLast = w.shadowBase + w.shadowTerm.length - 1;
+    if (view.lastIndex !== shadowLast && this.ok) {
+      this.violation(`n${id}'s Ready leaves its stored log ending at ${shadowLast}, but its in-memory log ends at ${view.lastIndex}`);
     }
     w.commitAtLastReady = view.commitIndex;
   }
@@ -254,6 +285,21 @@ export class SafetyChecker {
       case 'RequestVote':
         break;
     }
+  }
+
+  /**
+   * `view` restored its state machine from a snapshot at `index`/`term` (installed from the leader, or
+   * its own on restart): the next apply must be `index + 1`, and the snapshot must cover a committed
+   * prefix that agrees with every other server's.
+   */
+  restored(view: NodeView, index: number, term: number): void {
+    const w = this.watches.get(view.id)!;
+    if (index > view.commitIndex) this.violation(`n${view.id} restored a snapshot at ${index}, above its commit index ${view.commitIndex}`);
+    const record = this.committed[index];
+    if (record !== undefined && record.term !== term) {
+      this.violation(`State Machine Safety: n${view.id} restored a snapshot at ${index}/${term} but n${record.firstAppliedBy} applied ${index}/${record.term}`);
+    }
+    w.nextApply = index + 1;
   }
 
   /** `view` applies `entry` to its state machine. */
@@ -302,6 +348,9 @@ export class SafetyChecker {
   }
 
   private checkLeaderHolds(view: NodeView, index: number, record: CommittedRecord): boolean {
+    // Compacted into the leader's snapshot: a snapshot covers only committed entries, and restoring one
+    // that disagrees with what was applied is reported by restored() and the shadow logs.
+    if (index <= view.logStartIndex) return true;
     const entry = view.entryAt(index);
     if (entry !== undefined && entry.term === record.term && entryDigest(entry) === record.digest) return true;
     this.violation(
@@ -312,19 +361,32 @@ export class SafetyChecker {
     return false;
   }
 
+  /**
+   * Starts a shadow log at a snapshot's `index`/`term`: its prefix digest is that of the log some
+   * server held up to there (Log Matching makes it unique); a snapshot of an entry no log ever held
+   * is a violation.
+   */
+  private rebase(id: NodeId, w: NodeWatch, index: number, term: number, how: string): void {
+    const first = this.seen[index]?.get(term);
+    if (first === undefined) this.violation(`n${id} ${how} at ${index}/${term}, an entry no server's log ever held`);
+    w.shadowBase = index;
+    w.shadowTerm = [term];
+    w.shadowPrefix = [first?.prefix ?? 0];
+  }
+
   /** Extends a shadow log by one entry and checks Log Matching against every log seen so far. */
   private shadowAppend(id: NodeId, w: NodeWatch, entry: Entry): boolean {
-    const expected = w.shadowTerm.length;
+    const expected = w.shadowBase + w.shadowTerm.length;
     if (entry.index !== expected) {
       this.violation(`n${id}'s log would get entry ${entry.index} after index ${expected - 1} (gap or overlap)`);
       return false;
     }
-    const previousTerm = w.shadowTerm[expected - 1]!;
+    const previousTerm = w.shadowTerm[w.shadowTerm.length - 1]!;
     if (entry.term < previousTerm) {
       this.violation(`n${id}'s log would get ${entry.index}/${entry.term} after an entry of term ${previousTerm} (terms must not decrease)`);
     }
     const digest = entryDigest(entry);
-    const prefix = chainDigest(w.shadowPrefix[expected - 1]!, digest);
+    const prefix = chainDigest(w.shadowPrefix[w.shadowPrefix.length - 1]!, digest);
     w.shadowTerm.push(entry.term);
     w.shadowPrefix.push(prefix);
     let byTerm = this.seen[entry.index];

@@ -154,7 +154,7 @@ function main(): void {
       out(
         `seed ${seed}: ${s.events} events, ${s.virtualMs.toFixed(0)}ms virtual, ${s.leaderTerms} leaders (max term ${s.maxTerm}), ` +
           `${s.crashes} crashes, ${s.networkChanges} network changes, membership ${s.configChangesCommitted}/${s.configChangesProposed} committed ` +
-          `(${s.configChangesFailed} failed), ${s.committedEntries} entries committed, ops ${s.opsOk} ok / ${s.opsFailed} failed / ` +
+          `(${s.configChangesFailed} failed), ${s.committedEntries} entries committed, snapshots ${s.snapshotsTaken} taken / ${s.snapshotsInstalled} installed, ops ${s.opsOk} ok / ${s.opsFailed} failed / ` +
           `${s.opsUnknown} unknown / ${s.opsRefused} refused, final ${s.finalConfiguration}, digest ${result.digest}, ` +
           `linearizability check ${result.linearizabilityMs.toFixed(1)}ms`,
       );

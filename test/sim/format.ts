@@ -48,6 +48,10 @@ export function formatMessage(m: Message): string {
       return `${m.preVote ? 'PreVoteResponse' : 'RequestVoteResponse'} t${m.term} ${m.voteGranted ? 'granted' : 'denied'}`;
     case 'TimeoutNow':
       return `TimeoutNow t${m.term}`;
+    case 'InstallSnapshot':
+      return `InstallSnapshot t${m.term} snapshot=${m.snapshot.index}/${m.snapshot.term} ${formatConfiguration(m.snapshot.configuration)}`;
+    case 'InstallSnapshotResponse':
+      return `InstallSnapshotResponse t${m.term} match=${m.matchIndex}`;
   }
 }
 
@@ -60,6 +64,7 @@ export function formatWrite(ready: Ready): string {
   const parts: string[] = [];
   if (ready.hardState) parts.push(`hard state ${formatHardState(ready.hardState)}`);
   if (ready.truncateFrom !== undefined) parts.push(`truncate from ${ready.truncateFrom}`);
+  if (ready.snapshot) parts.push(`snapshot ${ready.snapshot.index}/${ready.snapshot.term} (log now starts after it)`);
   if (ready.entries.length > 0) {
     const first = ready.entries[0]!.index;
     const last = ready.entries.at(-1)!.index;

@@ -54,6 +54,17 @@ export class KvStore {
   get(key: string): string | null {
     return this.data.get(key) ?? null;
   }
+
+  /** The whole store as text, keys sorted: equal stores serialize equally (what a snapshot holds). */
+  serialize(): string {
+    return JSON.stringify([...this.data].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+
+  static restore(data: string): KvStore {
+    const store = new KvStore();
+    for (const [key, value] of JSON.parse(data) as [string, string][]) store.data.set(key, value);
+    return store;
+  }
 }
 
 /** A short text form for traces: `put(k1="3.17")`, `get(k2)`, `cas(k0,"1.2"→"4.9")`. */

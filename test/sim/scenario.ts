@@ -59,6 +59,16 @@ export interface Scenario {
   readonly readIndexRatio: number;
   /** Mean time between two leadership transfers (thesis §3.10) started by the nemesis. */
   readonly transferMeanIntervalUs: number;
+  /** Log compaction: each server snapshots its state machine every `every` applied entries (0: never). */
+  readonly snapshots: {
+    readonly every: number;
+    /** Entries kept before the snapshot's index, for followers only a little behind. */
+    readonly trailing: number;
+    /** Probability of crashing while a snapshot is being saved (before, or right after, it is durable). */
+    readonly crashRate: number;
+    /** Probability that a lost InstallSnapshot is reported to the leader (the transport saw it fail). */
+    readonly reportFailureRate: number;
+  };
 }
 
 export interface ScenarioOptions {
@@ -73,7 +83,7 @@ export function drawScenario(rng: Prng, options: ScenarioOptions): Scenario {
   const n = options.nodes;
   const ms = 1000;
   const preVote = rng.chance(0.9);
-  const base: Scenario = {
+  const base: Omit<Scenario, 'snapshots'> = {
     nodes: n,
     durationUs: options.durationMs * ms,
     quietUs: options.quietMs * ms,
@@ -126,14 +136,25 @@ export function drawScenario(rng: Prng, options: ScenarioOptions): Scenario {
     readIndexRatio: 0.5,
     transferMeanIntervalUs: 2_000 * ms,
   };
-  return tuneForBug(rng, base, options.bug);
+  const tuned = tuneForBug(rng, base, options.bug);
+  // Drawn from a stream of its own, last, so that the draws above stay what they were for every seed.
+  const snap = rng.fork(9);
+  return {
+    ...tuned,
+    snapshots: {
+      every: options.bug === 'snapshot-keeps-conflicting-log' ? 3 : snap.pick([0, 5, 20, 50, 200]),
+      trailing: options.bug === 'snapshot-keeps-conflicting-log' ? 0 : snap.pick([0, 0, 3, 30]),
+      crashRate: 0.03,
+      reportFailureRate: 0.5,
+    },
+  };
 }
 
 /**
  * Each negative control needs a particular interleaving to show; these settings make it frequent
  * (the checkers are the same as for every other run).
  */
-function tuneForBug(rng: Prng, s: Scenario, bug: BugName | undefined): Scenario {
+function tuneForBug(rng: Prng, s: Omit<Scenario, 'snapshots'>, bug: BugName | undefined): Omit<Scenario, 'snapshots'> {
   const ms = 1000;
   switch (bug) {
     case undefined:
@@ -181,6 +202,15 @@ function tuneForBug(rng: Prng, s: Scenario, bug: BugName | undefined): Scenario 
         readIndexRatio: 1,
         clients: { ...s.clients, readRatio: 0.6 },
         crashes: { ...s.crashes, newLeaderRate: 0.8 },
+      };
+    case 'snapshot-keeps-conflicting-log':
+      // Followers left with entries of a deposed leader, then brought back by snapshots: busy clients
+      // (long unreplicated tails), leaders struck soon after election, partitions.
+      return {
+        ...s,
+        crashes: { ...s.crashes, newLeaderRate: 0.6, newLeaderDelayUs: 60 * ms },
+        clients: { ...s.clients, thinkMaxUs: 5 * ms },
+        partitions: { meanIntervalUs: rng.between(200, 500) * ms },
       };
     case 'no-joint-majority':
       // Changes that replace a majority at once, during partitions.

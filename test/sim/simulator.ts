@@ -4,7 +4,7 @@ import type { Configuration, Entry, Message, NodeId, Ready, RecoveredState, Role
 import { coreFactory, type BugName, type CoreFactory, type SimCore } from './bugs.js';
 import { SafetyChecker } from './checkers.js';
 import { TextDigest } from './digest.js';
-import { Disk } from './disk.js';
+import { Disk, type SimSnapshot } from './disk.js';
 import { EventQueue } from './event-queue.js';
 import { formatEntry, formatMessage, formatTime, formatWrite } from './format.js';
 import { decodeCommand, formatResult, KvStore, type KvCommand, encodeCommand } from './kv.js';
@@ -48,6 +48,8 @@ export interface RunStats {
   crashes: number;
   networkChanges: number;
   transfers: number;
+  snapshotsTaken: number;
+  snapshotsInstalled: number;
   leaderTerms: number;
   maxTerm: number;
   configChangesProposed: number;
@@ -104,6 +106,12 @@ interface SimNode {
   /** ReadIndex reads (thesis §6.4) this process accepted: waiting for the quorum, then for the apply. */
   readonly reads: Map<number, { readonly key: string; readonly reply: (r: ClientReply) => void }>;
   confirmedReads: { readonly index: number; readonly key: string; readonly reply: (r: ClientReply) => void }[];
+  /** Index of the latest snapshot this process took or restored. */
+  snapshotIndex: number;
+  /** A snapshot of its own taken at apply time, waiting for its turn to be saved. */
+  ownSnapshot: { readonly snapshot: SimSnapshot; readonly compactTo: number } | undefined;
+  /** Snapshot bytes that arrived with InstallSnapshot messages (by `index/term`), for the Ready that accepts one. */
+  readonly arrived: Map<string, SimSnapshot>;
   seenRole: Role;
   seenTerm: number;
   seenLeader: NodeId;
@@ -174,6 +182,8 @@ class Simulation {
       crashes: 0,
       networkChanges: 0,
       transfers: 0,
+      snapshotsTaken: 0,
+      snapshotsInstalled: 0,
       leaderTerms: 0,
       maxTerm: 0,
       configChangesProposed: 0,
@@ -251,6 +261,9 @@ class Simulation {
       pending: new Map(),
       reads: new Map(),
       confirmedReads: [],
+      snapshotIndex: 0,
+      ownSnapshot: undefined,
+      arrived: new Map(),
       seenRole: 'follower',
       seenTerm: 0,
       seenLeader: 0,
@@ -288,8 +301,13 @@ class Simulation {
     node.core = core;
     node.up = true;
     node.saving = false;
-    node.kv = new KvStore();
+    // The state machine is in memory: restore it from the stored snapshot, then the engine applies the rest.
+    const stored = node.disk.snapshot;
+    node.kv = stored ? KvStore.restore(stored.data) : new KvStore();
     node.applied = recovered.appliedIndex ?? 0;
+    node.snapshotIndex = stored?.metadata.index ?? 0;
+    node.ownSnapshot = undefined;
+    node.arrived.clear();
     node.pending.clear();
     node.reads.clear();
     node.confirmedReads = [];
@@ -300,7 +318,8 @@ class Simulation {
     if (this.tracer) {
       this.trace(
         `n${node.id} ${firstStart ? 'starts' : 'restarts'}: term ${recovered.hardState.term}, vote ${recovered.hardState.vote ? `n${recovered.hardState.vote}` : '-'}, ` +
-          `commit ${recovered.hardState.commit}, log ${recovered.entries.length} entries, configuration ${formatConfiguration(core.configuration)}`,
+          `commit ${recovered.hardState.commit}, log ${recovered.entries.length} entries${recovered.logStart ? ` after ${recovered.logStart.index}` : ''}` +
+          `${stored ? `, state machine restored from the snapshot at ${stored.metadata.index}` : ''}, configuration ${formatConfiguration(core.configuration)}`,
       );
     }
     this.checker.nodeStarted(core, recovered);
@@ -324,6 +343,8 @@ class Simulation {
     node.pending.clear();
     node.reads.clear();
     node.confirmedReads = [];
+    node.ownSnapshot = undefined;
+    node.arrived.clear();
     this.stats.crashes++;
     this.refreshLive();
     this.checker.nodeCrashed(node.id);
@@ -357,6 +378,11 @@ class Simulation {
   private pump(node: SimNode): void {
     while (node.up && !node.saving && !this.failed) {
       const core = node.core!;
+      // Saves happen one at a time, in order: the node's own snapshot waits its turn like a Ready.
+      if (node.ownSnapshot) {
+        this.saveOwnSnapshot(node);
+        continue;
+      }
       if (!core.hasReady()) return;
       const ready = core.ready();
       this.checker.readyTaken(core, ready);
@@ -368,9 +394,16 @@ class Simulation {
       const early = this.bug === 'reply-before-persist';
       if (early) this.sendAll(node, ready.messages);
       const incarnation = node.incarnation;
+      const arrived = ready.snapshot ? node.arrived.get(`${ready.snapshot.index}/${ready.snapshot.term}`) : undefined;
+      if (ready.snapshot) node.arrived.clear();
       this.queue.schedule(this.diskRng.between(this.scenario.persist.minUs, this.scenario.persist.maxUs), () => {
         if (node.incarnation !== incarnation) return; // crashed meanwhile: the batch is lost
-        const problem = node.disk.save(ready);
+        if (ready.snapshot && !this.quiet && this.faultRng.chance(this.scenario.snapshots.crashRate)) {
+          this.crash(node, 'while installing a snapshot, before it was durable');
+          this.scheduleRestart(node);
+          return;
+        }
+        const problem = node.disk.save(ready, arrived);
         if (problem !== undefined) {
           this.checker.violation(`n${node.id}'s Ready cannot be saved: ${problem}`);
           this.failed = true;
@@ -391,8 +424,79 @@ class Simulation {
     }
   }
 
+  /**
+   * Saves the node's own snapshot and compacts its log (one atomic write, taking virtual time), then
+   * tells the engine. One that an installed snapshot overtook meanwhile is dropped.
+   */
+  private saveOwnSnapshot(node: SimNode): void {
+    const own = node.ownSnapshot!;
+    node.ownSnapshot = undefined;
+    const core = node.core!;
+    if (own.compactTo < core.logStartIndex || own.snapshot.metadata.index <= (core.snapshot?.index ?? 0)) return;
+    const compactTo = { index: own.compactTo, term: core.snapshotMetadata(own.compactTo).term };
+    const configuration = core.configurationAt(own.compactTo)!;
+    node.saving = true;
+    const incarnation = node.incarnation;
+    this.queue.schedule(this.diskRng.between(this.scenario.persist.minUs, this.scenario.persist.maxUs), () => {
+      if (node.incarnation !== incarnation) return;
+      if (!this.quiet && this.faultRng.chance(this.scenario.snapshots.crashRate)) {
+        this.crash(node, 'while saving its own snapshot, before it was durable');
+        this.scheduleRestart(node);
+        return;
+      }
+      const problem = node.disk.saveSnapshot(own.snapshot, compactTo, configuration);
+      if (problem !== undefined) {
+        this.checker.violation(`n${node.id}'s snapshot cannot be saved: ${problem}`);
+        this.failed = true;
+        return;
+      }
+      this.stats.saves++;
+      this.stats.snapshotsTaken++;
+      this.trace(`n${node.id} saved its snapshot at ${own.snapshot.metadata.index}/${own.snapshot.metadata.term}, log compacted up to ${compactTo.index}`);
+      node.saving = false;
+      if (!this.quiet && this.faultRng.chance(this.scenario.snapshots.crashRate)) {
+        this.crash(node, 'right after saving its snapshot, before the engine compacted');
+        this.scheduleRestart(node);
+        return;
+      }
+      if (!this.call(node, 'compact', (c) => c.compact(own.snapshot.metadata, compactTo.index))) return;
+      this.pump(node);
+    });
+  }
+
+  /** Takes a snapshot of the state machine once `every` entries were applied since the last one. */
+  private maybeSnapshot(node: SimNode): void {
+    const { every, trailing } = this.scenario.snapshots;
+    if (every === 0 || node.ownSnapshot || node.applied - node.snapshotIndex < every) return;
+    const core = node.core!;
+    // A snapshot from the leader was accepted while these entries were being applied: it replaces them.
+    if (node.applied <= core.logStartIndex) return;
+    let metadata;
+    try {
+      metadata = core.snapshotMetadata(node.applied);
+    } catch (error) {
+      this.engineFailure(node, 'snapshotMetadata', error);
+      return;
+    }
+    node.snapshotIndex = node.applied;
+    node.ownSnapshot = {
+      snapshot: { metadata, data: node.kv.serialize() },
+      compactTo: Math.max(core.logStartIndex, node.applied - trailing),
+    };
+  }
+
   private finish(node: SimNode, ready: Ready, send: boolean): void {
     if (send) this.sendAll(node, ready.messages);
+    if (ready.snapshot) {
+      // Restore the state machine from the snapshot (the save checked its bytes arrived with it).
+      const snapshot = node.disk.snapshot!;
+      node.kv = KvStore.restore(snapshot.data);
+      node.applied = ready.snapshot.index;
+      node.snapshotIndex = ready.snapshot.index;
+      this.stats.snapshotsInstalled++;
+      this.checker.restored(node.core!, ready.snapshot.index, ready.snapshot.term);
+      if (this.tracer) this.trace(`n${node.id} restores its state machine from the snapshot at ${ready.snapshot.index}/${ready.snapshot.term}`);
+    }
     if (ready.committedEntries.length > 0) this.apply(node, ready.committedEntries);
     for (const state of ready.readStates) {
       const read = node.reads.get(state.id);
@@ -448,12 +552,26 @@ class Simulation {
         else p.reply({ kind: 'fail', reason: `index ${entry.index} was committed with term ${entry.term}, not ${p.term}` });
       }
     }
+    this.maybeSnapshot(node);
   }
 
   // ------------------------------------------------------------------ network
 
   private sendAll(node: SimNode, messages: readonly Message[]): void {
-    for (const msg of messages) {
+    for (let msg of messages) {
+      let bytes: SimSnapshot | undefined;
+      if (msg.type === 'InstallSnapshot') {
+        // The transport carries the snapshot's bytes beside the message: the sender's stored snapshot,
+        // which may be newer than the one the engine named if a save completed since (a driver does
+        // the same: it sends the latest snapshot it has).
+        bytes = node.disk.snapshot;
+        if (!bytes || bytes.metadata.index < msg.snapshot.index) {
+          this.checker.violation(`n${node.id} sent a snapshot at ${msg.snapshot.index}/${msg.snapshot.term} that its disk does not hold`);
+          this.failed = true;
+          return;
+        }
+        msg = { ...msg, snapshot: bytes.metadata };
+      }
       this.checker.messageSent(msg);
       this.stats.messagesSent++;
       const target = this.nodes.get(msg.to);
@@ -464,14 +582,24 @@ class Simulation {
           const why = target === undefined ? 'no such server' : this.network.isCut(msg.from, msg.to) ? 'link cut' : 'lost';
           this.trace(`n${node.id} → n${msg.to} ${formatMessage(msg)} DROPPED (${why})`);
         }
+        if (msg.type === 'InstallSnapshot' && this.netRng.chance(this.scenario.snapshots.reportFailureRate)) this.reportSnapshotFailure(node, msg.to);
         continue;
       }
       const incarnation = target.incarnation;
-      for (const delay of delays) this.queue.schedule(delay, () => this.deliver(target, incarnation, msg));
+      for (const delay of delays) this.queue.schedule(delay, () => this.deliver(target, incarnation, msg, bytes));
     }
   }
 
-  private deliver(target: SimNode, incarnation: number, msg: Message): void {
+  /** The transport tells the leader its snapshot did not get through, after a timeout's worth of time. */
+  private reportSnapshotFailure(node: SimNode, to: NodeId): void {
+    const incarnation = node.incarnation;
+    this.queue.schedule(this.netRng.between(10_000, 100_000), () => {
+      if (node.incarnation !== incarnation || !node.up) return;
+      if (this.call(node, 'snapshotFailed', (c) => c.snapshotFailed(to))) this.pump(node);
+    });
+  }
+
+  private deliver(target: SimNode, incarnation: number, msg: Message, bytes?: SimSnapshot): void {
     if (target.incarnation !== incarnation || !target.up || this.network.isCut(msg.from, msg.to)) {
       this.stats.messagesDropped++;
       if (this.tracer) {
@@ -482,6 +610,7 @@ class Simulation {
     }
     this.stats.messagesDelivered++;
     if (this.tracer) this.trace(`n${msg.to} ← n${msg.from} ${formatMessage(msg)}`);
+    if (bytes) target.arrived.set(`${bytes.metadata.index}/${bytes.metadata.term}`, bytes);
     if (this.call(target, `step(${msg.type} from n${msg.from})`, (c) => c.step(msg))) this.pump(target);
   }
 
@@ -679,6 +808,24 @@ class Simulation {
     const rng = this.adminRng;
     const voters = new Set(config.voters);
     const pool = Array.from({ length: this.initialVoters.length + 2 }, (_, i) => i + 1);
+    const learners = new Set(config.learners ?? []);
+    if (rng.chance(0.3)) {
+      // Learners: add one (a new or a removed server), promote one to voter, or remove one.
+      const roll = rng.next();
+      const outsiders = pool.filter((id) => !voters.has(id) && !learners.has(id));
+      if (learners.size > 0 && roll < 0.4) {
+        const promoted = rng.pick([...learners]);
+        learners.delete(promoted);
+        voters.add(promoted);
+      } else if (learners.size > 0 && roll < 0.6) {
+        learners.delete(rng.pick([...learners]));
+      } else if (outsiders.length > 0) {
+        learners.add(rng.pick(outsiders));
+      } else {
+        return false;
+      }
+      return this.proposeChange(leader, [...voters].sort((a, b) => a - b), [...learners].sort((a, b) => a - b));
+    }
     const outside = pool.filter((id) => !voters.has(id));
     const count = rng.chance(m.multiRate) ? 2 : 1;
     const roll = rng.next();
@@ -706,16 +853,27 @@ class Simulation {
     }
     const target = [...voters].sort((a, b) => a - b);
     if (target.length === config.voters.length && target.every((id, i) => id === config.voters[i])) return false;
-    for (const id of target) {
+    // A voter removed in this change cannot stay a learner (a voter never becomes a learner in one change).
+    for (const id of learners) if (target.includes(id)) learners.delete(id);
+    return this.proposeChange(leader, target, [...learners].sort((a, b) => a - b));
+  }
+
+  /** Asks `leader` for the configuration `target` + `learners`, starting any server that does not exist yet. */
+  private proposeChange(leader: SimNode, target: NodeId[], learners: NodeId[]): boolean {
+    const core = leader.core!;
+    const config = core.configuration!;
+    const m = this.scenario.membership;
+    const rng = this.adminRng;
+    for (const id of [...target, ...learners]) {
       if (!this.nodes.has(id)) {
         const node = this.createNode(id, undefined);
         this.start(node);
       }
     }
     try {
-      const id = core.proposeConfiguration(target);
+      const id = core.proposeConfiguration(target, undefined, learners);
       this.stats.configChangesProposed++;
-      this.trace(`admin asks leader n${leader.id} to change ${formatConfiguration(config)} → [${target.join(',')}] (change #${id})`);
+      this.trace(`admin asks leader n${leader.id} to change ${formatConfiguration(config)} → [${target.join(',')}]${learners.length ? `+learners[${learners.join(',')}]` : ''} (change #${id})`);
       if (rng.chance(m.partitionRate)) {
         // The servers joining (and the leader) on one side, the rest of C_old on the other.
         const side = new Set([leader.id, ...target.filter((id) => !config.voters.includes(id))]);
@@ -820,6 +978,16 @@ class Simulation {
           break;
         }
       }
+    }
+    // State Machine Safety, end to end: servers that applied up to the same index hold the same state,
+    // however they got there (applying entries, restoring snapshots, or both).
+    const states = new Map<number, { id: NodeId; state: string }>();
+    for (const node of this.nodes.values()) {
+      if (!node.up) continue;
+      const state = node.kv.serialize();
+      const other = states.get(node.applied);
+      if (other === undefined) states.set(node.applied, { id: node.id, state });
+      else if (other.state !== state) this.checker.violation(`n${node.id} and n${other.id} both applied up to ${node.applied} but hold different states`);
     }
     const started = performance.now();
     const verdict = checkLinearizable(this.workload.history, { timeoutMs: this.options.linearizabilityTimeoutMs ?? 10_000 });

@@ -1,6 +1,8 @@
+import { createHash } from 'node:crypto';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { DataSource, type Logger } from 'typeorm';
 import { StorageClosedError, StorageCorruptionError } from '../../lib/storage/errors.js';
+import { RaftInitialSchema1764400000000 } from '../../lib/storage/typeorm/migrations/1764400000000-raft-initial-schema.js';
 import { nodeLockName } from '../../lib/storage/typeorm/node-lock.js';
 import {
   RAFT_ENTITIES,
@@ -14,7 +16,7 @@ import {
   type TypeOrmStorageOptions,
 } from '../../lib/storage/typeorm/index.js';
 import { describeStorageContract } from './contract.js';
-import { command, commands, config, DATABASE_URL, noop, realPostgresAvailable, THREE_NODES, uniqueName, withClient } from './fixtures.js';
+import { bytes, command, commands, config, DATABASE_URL, noop, realPostgresAvailable, THREE_NODES, uniqueName, withClient } from './fixtures.js';
 
 const available = await realPostgresAvailable();
 
@@ -153,7 +155,7 @@ describe.skipIf(!available)('TypeOrmStorage on a real PostgreSQL', () => {
       ['a term beyond 2^53', (c) => sql(`UPDATE raft_log_entries SET term = 9007199254740993 WHERE cluster_id = $1 AND "index" = 5`, [c]), /log entry at index 5 is invalid: its term: '9007199254740993' is beyond Number\.MAX_SAFE_INTEGER/],
       ['a hard state beyond 2^53', (c) => sql(`UPDATE raft_hard_state SET term = 9007199254740993 WHERE cluster_id = $1`, [c]), /the hard state's term: '9007199254740993' is beyond Number\.MAX_SAFE_INTEGER/],
       ['an invalid configuration', (c) => sql(`UPDATE raft_log_entries SET config = '{"voters":[2,1]}' WHERE cluster_id = $1 AND "index" = 2`, [c]), /log entry at index 2 is invalid: the configuration's voters \[2,1\] are not sorted/],
-      ['an unknown configuration field', (c) => sql(`UPDATE raft_base_configuration SET configuration = '{"voters":[1],"learners":[4]}' WHERE cluster_id = $1`, [c]), /the base configuration is invalid: the configuration has unknown field\(s\) learners/],
+      ['an unknown configuration field', (c) => sql(`UPDATE raft_base_configuration SET configuration = '{"voters":[1],"witnesses":[4]}' WHERE cluster_id = $1`, [c]), /the base configuration is invalid: the configuration has unknown field\(s\) witnesses/],
       ['bytes in a noop', (c) => sql(`UPDATE raft_log_entries SET command = '\\x01' WHERE cluster_id = $1 AND "index" = 1`, [c]), /log entry at index 1 is invalid: it is a noop entry carrying 1 command bytes/],
     ];
     for (const [what, tear, message] of cases) {
@@ -271,6 +273,249 @@ describe.skipIf(!available)('TypeOrmStorage on a real PostgreSQL', () => {
     });
   });
 
+  describe('snapshots and log compaction', () => {
+    const FOUR_NODES = { voters: [1, 2, 3, 4] };
+
+    /** A logger collecting every query, whitespace collapsed. */
+    function queryLog(): { queries: string[]; logger: Logger } {
+      const queries: string[] = [];
+      const logger: Logger = {
+        logQuery: (query) => void queries.push(query.replace(/\s+/g, ' ').trim()),
+        logQueryError: () => undefined,
+        logQuerySlow: () => undefined,
+        logSchemaBuild: () => undefined,
+        logMigration: () => undefined,
+        log: () => undefined,
+      };
+      return { queries, logger };
+    }
+    /** `INSERT raft_hard_state`, `DELETE raft_log_entries`, `START TRANSACTION`, … */
+    const shape = (query: string) => /^(START TRANSACTION|COMMIT)|^(INSERT INTO|DELETE FROM) "[^"]+"\."([a-z_]+)"/.exec(query)?.slice(1).filter(Boolean).join(' ').replace(/ INTO| FROM/, '') ?? query;
+
+    it('stores a snapshot in rows of snapshotChunkBytes, replaces them all, and checks them when reading it back', async () => {
+      const clusterId = uniqueName('c');
+      const s = storage({ nodeId: 1, clusterId, snapshotChunkBytes: 10 });
+      await s.load();
+      await s.save({ hardState: { term: 1, vote: 1, commit: 3 }, entries: commands(1, 3, 1) });
+      const data = Uint8Array.from({ length: 95 }, (_, i) => i);
+      await s.save({ snapshot: { metadata: { index: 3, term: 1, configuration: THREE_NODES }, data }, entries: [] });
+      const chunks = () => sql(`SELECT chunk, octet_length(data) AS length FROM raft_snapshot_chunks WHERE cluster_id = $1 ORDER BY chunk`, [clusterId]);
+      expect(await chunks()).toEqual(Array.from({ length: 10 }, (_, i) => ({ chunk: i, length: i < 9 ? 10 : 5 })));
+      expect(await sql(`SELECT "index", term, size, chunks, encode(sha256, 'hex') AS sha256 FROM raft_snapshots WHERE cluster_id = $1`, [clusterId])).toEqual([
+        { index: '3', term: '1', size: '95', chunks: 10, sha256: createHash('sha256').update(data).digest('hex') },
+      ]);
+      expect(Array.from((await s.loadSnapshot())!.data)).toEqual(Array.from(data));
+
+      // A view into a larger buffer: only its bytes are stored. The old rows are all gone.
+      const view = data.subarray(50, 75);
+      await s.save({ snapshot: { metadata: { index: 3, term: 1, configuration: FOUR_NODES }, data: view }, entries: [] });
+      expect(await chunks()).toEqual([
+        { chunk: 0, length: 10 },
+        { chunk: 1, length: 10 },
+        { chunk: 2, length: 5 },
+      ]);
+      const loaded = (await s.loadSnapshot())!;
+      expect(loaded.metadata).toEqual({ index: 3, term: 1, configuration: FOUR_NODES });
+      expect(Array.from(loaded.data)).toEqual(Array.from(view));
+
+      // Torn or changed bytes are corruption, and the storage stays usable.
+      const torn = async (tear: string, message: RegExp) => {
+        await sql(tear, [clusterId]);
+        const read = s.loadSnapshot();
+        await expect(read).rejects.toBeInstanceOf(StorageCorruptionError);
+        await expect(read).rejects.toThrow(new RegExp(`^node 1 of cluster '${clusterId}' \\(schema "${SCHEMA}"\\): the snapshot at index 3 is invalid: ${message.source}`));
+      };
+      await torn(`UPDATE raft_snapshot_chunks SET data = '\\x00'::bytea || substring(data from 2) WHERE cluster_id = $1 AND chunk = 1`, /its bytes have SHA-256 [0-9a-f]{64} where its metadata says [0-9a-f]{64}/);
+      await torn(`UPDATE raft_snapshot_chunks SET data = substring(data from 2) WHERE cluster_id = $1 AND chunk = 1`, /its chunks hold 24 bytes where its metadata says 25/);
+      await torn(`DELETE FROM raft_snapshot_chunks WHERE cluster_id = $1 AND chunk = 1`, /it has 2 chunk row\(s\) where its metadata says 3/);
+      await torn(`UPDATE raft_snapshots SET chunks = 2 WHERE cluster_id = $1`, /chunk 2 is where chunk 1 was expected: chunk 1 is missing/);
+      await s.save({ hardState: { term: 1, vote: 1, commit: 3 }, entries: [command(4, 1)] });
+    });
+
+    it('writes a snapshot and a compaction inside the batch\'s one transaction, in the contract\'s order, and rolls all of it back on failure', async () => {
+      const schema = newSchema();
+      const clusterId = uniqueName('c');
+      const { queries, logger } = queryLog();
+      const options = { dataSourceOptions: { url: DATABASE_URL, schema, logging: true, logger } };
+      let s = storage({ nodeId: 1, clusterId, ...options });
+      await s.load();
+      const before = { hardState: { term: 1, vote: 1, commit: 9 }, baseConfiguration: THREE_NODES, entries: commands(1, 10, 1) };
+      await s.save(before);
+      const snapshot = { metadata: { index: 4, term: 1, configuration: THREE_NODES }, data: bytes(4, 4) };
+      await s.save({ snapshot, compact: { index: 2, term: 1, configuration: THREE_NODES }, entries: [] });
+
+      queries.length = 0;
+      await s.save({
+        hardState: { term: 2, vote: 1, commit: 9 },
+        truncateFrom: 10,
+        snapshot: { metadata: { index: 8, term: 1, configuration: FOUR_NODES }, data: bytes(8, 8) },
+        compact: { index: 6, term: 1, configuration: FOUR_NODES },
+        entries: [command(10, 2), command(11, 2)],
+      });
+      expect(queries.map(shape)).toEqual([
+        'START TRANSACTION',
+        'INSERT raft_hard_state',
+        'DELETE raft_log_entries',
+        'DELETE raft_snapshot_chunks',
+        'INSERT raft_snapshots',
+        'INSERT raft_snapshot_chunks',
+        'DELETE raft_log_entries',
+        'INSERT raft_base_configuration',
+        'INSERT raft_log_entries',
+        'COMMIT',
+      ]);
+      const after = await s.load();
+      expect(after).toEqual({
+        hardState: { term: 2, vote: 1, commit: 9 },
+        logStart: { index: 6, term: 1 },
+        baseConfiguration: FOUR_NODES,
+        entries: [...commands(7, 3, 1), command(10, 2), command(11, 2)],
+        snapshot: { index: 8, term: 1, configuration: FOUR_NODES },
+      });
+
+      // The database rejects an entry of term 666 after every other part of the batch ran.
+      await sql(
+        `CREATE FUNCTION failpoint() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'failpoint: term 666'; END $$;
+         CREATE TRIGGER failpoint BEFORE INSERT ON raft_log_entries FOR EACH ROW WHEN (NEW.term = 666) EXECUTE FUNCTION failpoint()`,
+        [],
+        schema,
+      );
+      await expect(
+        s.save({
+          hardState: { term: 666, vote: 1, commit: 11 },
+          snapshot: { metadata: { index: 11, term: 2, configuration: THREE_NODES }, data: bytes(1, 1, 1) },
+          compact: { index: 10, term: 2, configuration: THREE_NODES },
+          entries: [command(12, 666)],
+        }),
+      ).rejects.toThrow(/failpoint: term 666/);
+      await s.close();
+      s = storage({ nodeId: 1, clusterId, ...options });
+      expect(await s.load()).toEqual(after);
+      expect(await s.loadSnapshot()).toEqual({ metadata: after.snapshot, data: bytes(8, 8) });
+    });
+
+    describe('inconsistent compacted stores fail load, naming the node, the indexes and the problem', () => {
+      const cases: Array<[string, (clusterId: string) => Promise<unknown>, RegExp]> = [
+        ['a snapshot past the last entry', (c) => sql(`UPDATE raft_snapshots SET "index" = 11 WHERE cluster_id = $1`, [c]), /the snapshot at index 11 is outside the log, which spans 5\.\.10/],
+        ['a snapshot before the log start', (c) => sql(`UPDATE raft_snapshots SET "index" = 4 WHERE cluster_id = $1`, [c]), /the snapshot at index 4 is outside the log, which spans 5\.\.10/],
+        [
+          'a snapshot past an emptied log',
+          async (c) => {
+            await sql(`DELETE FROM raft_log_entries WHERE cluster_id = $1`, [c]);
+            await sql(`UPDATE raft_hard_state SET commit_index = 5 WHERE cluster_id = $1`, [c]);
+          },
+          /the snapshot at index 7 is outside the log, which spans 5\.\.5/,
+        ],
+        ['a snapshot whose term is not its entry\'s', (c) => sql(`UPDATE raft_snapshots SET term = 2 WHERE cluster_id = $1`, [c]), /the snapshot at index 7 has term 2, but the log has term 3 there/],
+        [
+          'a snapshot with an invalid configuration',
+          (c) => sql(`UPDATE raft_snapshots SET configuration = '{"voters":[2,1]}' WHERE cluster_id = $1`, [c]),
+          /the snapshot's metadata is invalid: its configuration: the configuration's voters \[2,1\] are not sorted/,
+        ],
+        [
+          'an entry that should have been compacted away',
+          (c) => sql(`INSERT INTO raft_log_entries VALUES ($1, 1, 5, 2, 'command', '\\x05', NULL)`, [c]),
+          /log entry at index 5 is at or before the log start \(index 5\): it should have been compacted away/,
+        ],
+        ['a missing first entry after the log start', (c) => sql(`DELETE FROM raft_log_entries WHERE cluster_id = $1 AND "index" = 6`, [c]), /the log starts at index 7 instead of 6: entries 6\.\.6 are missing/],
+        ['a log start whose term is above its next entry\'s', (c) => sql(`UPDATE raft_base_configuration SET log_start_term = 3 WHERE cluster_id = $1`, [c]), /log entry at index 6 has term 2, lower than term 3 of the log start \(index 5\)/],
+        [
+          'a log start beyond 2^53',
+          (c) => sql(`UPDATE raft_base_configuration SET log_start_index = 9007199254740993 WHERE cluster_id = $1`, [c]),
+          /the log start's index: '9007199254740993' is beyond Number\.MAX_SAFE_INTEGER/,
+        ],
+        ['a commit index past the compacted log', (c) => sql(`DELETE FROM raft_log_entries WHERE cluster_id = $1 AND "index" > 7`, [c]), /the stored commit index 8 is beyond the last log entry \(index 7\)/],
+      ];
+      for (const [what, tear, message] of cases) {
+        it(what, async () => {
+          const clusterId = uniqueName('c');
+          const s = storage({ nodeId: 1, clusterId });
+          await s.load();
+          const log = [noop(1, 1), config(2, 1, THREE_NODES), ...commands(3, 4, 2), ...commands(7, 4, 3)];
+          await s.save({ baseConfiguration: THREE_NODES, hardState: { term: 3, vote: 1, commit: 8 }, entries: log });
+          await s.save({ snapshot: { metadata: { index: 7, term: 3, configuration: THREE_NODES }, data: bytes(7) }, compact: { index: 5, term: 2, configuration: THREE_NODES }, entries: [] });
+          await s.close();
+          expect(await storage({ nodeId: 1, clusterId }).load()).toMatchObject({ logStart: { index: 5, term: 2 }, entries: log.slice(5) });
+          for (const open of opened.splice(0)) await open.close();
+          await tear(clusterId);
+          const load = storage({ nodeId: 1, clusterId }).load();
+          await expect(load).rejects.toBeInstanceOf(StorageCorruptionError);
+          await expect(load).rejects.toThrow(new RegExp(`^node 1 of cluster '${clusterId}' \\(schema "${SCHEMA}"\\): ${message.source}`));
+        });
+      }
+    });
+
+    it('upgrades tables of the first schema: their rows load as before, and then take snapshots and compactions', async () => {
+      const schema = newSchema();
+      const clusterId = uniqueName('c');
+      await withClient(DATABASE_URL, (client) => client.query(`CREATE SCHEMA "${schema}"`));
+      const old = new DataSource({ type: 'postgres', url: DATABASE_URL, schema, migrations: [RaftInitialSchema1764400000000], migrationsTableName: RAFT_MIGRATIONS_TABLE });
+      await old.initialize();
+      try {
+        await old.runMigrations();
+      } finally {
+        await old.destroy();
+      }
+      expect(await sql(`SELECT to_regclass('raft_snapshots') AS t`, [], schema)).toEqual([{ t: null }]);
+      // Rows as the first version wrote them, for two nodes.
+      for (const node of [1, 2]) {
+        await sql(`INSERT INTO raft_hard_state VALUES ($1, $2, 2, 1, 3)`, [clusterId, node], schema);
+        await sql(`INSERT INTO raft_base_configuration VALUES ($1, $2, $3)`, [clusterId, node, JSON.stringify(THREE_NODES)], schema);
+        await sql(
+          `INSERT INTO raft_log_entries VALUES ($1, $2, 1, 1, 'noop', '\\x', NULL), ($1, $2, 2, 1, 'config', '\\x', $3), ($1, $2, 3, 2, 'command', '\\x0102', NULL), ($1, $2, 4, 2, 'command', '\\x', NULL)`,
+          [clusterId, node, JSON.stringify({ voters: [1, 2] })],
+          schema,
+        );
+      }
+      const expected = {
+        hardState: { term: 2, vote: 1, commit: 3 },
+        baseConfiguration: THREE_NODES,
+        entries: [noop(1, 1), config(2, 1, { voters: [1, 2] }), command(3, 2, bytes(1, 2)), command(4, 2, bytes())],
+      };
+      const options = { dataSourceOptions: { url: DATABASE_URL, schema } };
+      const s = storage({ nodeId: 1, clusterId, ...options });
+      expect(await s.load()).toEqual(expected);
+      expect(await sql(`SELECT name FROM ${RAFT_MIGRATIONS_TABLE} ORDER BY id`, [], schema)).toEqual([{ name: 'RaftInitialSchema1764400000000' }, { name: 'RaftSnapshots1796400000000' }]);
+      expect(await s.loadSnapshot()).toBeUndefined();
+      await s.save({ snapshot: { metadata: { index: 3, term: 2, configuration: { voters: [1, 2] } }, data: bytes(3) }, compact: { index: 2, term: 1, configuration: { voters: [1, 2] } }, entries: [command(5, 2)] });
+      await s.close();
+      expect(await storage({ nodeId: 1, clusterId, ...options }).load()).toEqual({
+        hardState: expected.hardState,
+        logStart: { index: 2, term: 1 },
+        baseConfiguration: { voters: [1, 2] },
+        entries: [...expected.entries.slice(2), command(5, 2)],
+        snapshot: { index: 3, term: 2, configuration: { voters: [1, 2] } },
+      });
+      // The other node's rows are untouched, and the upgraded tables match the entities.
+      expect(await storage({ nodeId: 2, clusterId, ...options }).load()).toEqual(expected);
+      const dataSource = new DataSource({ type: 'postgres', url: DATABASE_URL, schema, entities: [...RAFT_ENTITIES], migrations: [...RAFT_MIGRATIONS], migrationsTableName: RAFT_MIGRATIONS_TABLE });
+      await dataSource.initialize();
+      try {
+        expect(await dataSource.showMigrations()).toBe(false);
+        expect((await dataSource.driver.createSchemaBuilder().log()).upQueries.map((q) => q.query)).toEqual([]);
+      } finally {
+        await dataSource.destroy();
+      }
+    });
+
+    it('validates its snapshot chunk size and what a batch asks to write', async () => {
+      expect(() => new TypeOrmStorage({ nodeId: 1, dataSourceOptions: {}, snapshotChunkBytes: 0 })).toThrow(/snapshotChunkBytes/);
+      expect(() => new TypeOrmStorage({ nodeId: 1, dataSourceOptions: {}, snapshotChunkBytes: 1.5 })).toThrow(/snapshotChunkBytes/);
+      const clusterId = uniqueName('c');
+      for (const [batch, message] of [
+        [{ compact: { index: -1, term: 0, configuration: THREE_NODES }, entries: [] }, /compaction index -1 is not a non-negative safe integer/],
+        [{ compact: { index: 1, term: 1, configuration: { voters: [2, 1] } }, entries: [] }, /compaction: the configuration's voters \[2,1\] are not sorted/],
+        [{ snapshot: { metadata: { index: 1, term: 2 ** 53, configuration: THREE_NODES }, data: bytes() }, entries: [] }, /snapshot term 9007199254740992 is not a non-negative safe integer/],
+        [{ snapshot: { metadata: { index: 1, term: 1, configuration: THREE_NODES }, data: [1, 2] as unknown as Uint8Array }, entries: [] }, /snapshot: its data is not a Uint8Array/],
+      ] as const) {
+        const s = storage({ nodeId: 1, clusterId });
+        await s.load();
+        await expect(s.save(batch)).rejects.toThrow(message);
+        await s.close();
+      }
+    });
+  });
+
   describe('bigint columns', () => {
     it('come back as numbers, and a value beyond 2^53 is an error both ways', async () => {
       const clusterId = uniqueName('c');
@@ -309,7 +554,7 @@ describe.skipIf(!available)('TypeOrmStorage on a real PostgreSQL', () => {
       const clusterId = uniqueName('c');
       // Several nodes starting together on a fresh database: the migration runs once.
       await Promise.all([1, 2, 3].map((nodeId) => storage({ nodeId, clusterId, dataSourceOptions: { url: DATABASE_URL, schema } }).load()));
-      expect(await sql(`SELECT name FROM ${RAFT_MIGRATIONS_TABLE}`, [], schema)).toEqual([{ name: 'RaftInitialSchema1764400000000' }]);
+      expect(await sql(`SELECT name FROM ${RAFT_MIGRATIONS_TABLE} ORDER BY id`, [], schema)).toEqual([{ name: 'RaftInitialSchema1764400000000' }, { name: 'RaftSnapshots1796400000000' }]);
       const dataSource = new DataSource({
         type: 'postgres',
         url: DATABASE_URL,

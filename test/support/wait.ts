@@ -27,3 +27,17 @@ export async function eventually<T>(check: () => T | undefined | Promise<T | und
   }
   throw new Error(`timed out waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`);
 }
+
+/** Retries `assertion` (which throws while it does not hold, e.g. `expect(...)`) until it passes or `timeoutMs` ran out. */
+export async function holdsEventually(assertion: () => void | Promise<void>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await assertion();
+      return;
+    } catch (error) {
+      if (Date.now() >= deadline) throw error;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigurationChangeError, NotLeaderError } from '../../lib/core/errors.js';
-import type { AppendEntriesRequest, AppendEntriesResponse, Entry, RequestVoteRequest, RequestVoteResponse } from '../../lib/core/types.js';
+import type { AppendEntriesRequest, AppendEntriesResponse, Entry, InstallSnapshotRequest, RequestVoteRequest, RequestVoteResponse } from '../../lib/core/types.js';
 import {
   CommandAbortedError,
   CommandTimeoutError,
@@ -9,19 +9,25 @@ import {
   NodeStoppedError,
   RaftOptionsError,
 } from '../../lib/node/errors.js';
+import { SnapshotTransferError } from '../../lib/transport/snapshot-assembler.js';
 import {
+  RPC_PATHS,
   RaftHttpError,
   WireFormatError,
   decodeAnswer,
   decodeAppendEntries,
   decodeAppendEntriesResult,
   decodeBase64,
+  decodeInstallSnapshotChunk,
+  decodeInstallSnapshotResult,
   decodeRequestVote,
   decodeRequestVoteResult,
   encodeAnswer,
   encodeAppendEntries,
   encodeAppendEntriesResult,
   encodeBase64,
+  encodeInstallSnapshotChunk,
+  encodeInstallSnapshotResult,
   encodeRequestVote,
   encodeRequestVoteResult,
   encodeSetConfiguration,
@@ -31,6 +37,7 @@ import {
   isStrictBase64,
   normalizePathPrefix,
   type AppendEntriesBody,
+  type InstallSnapshotBody,
   type RequestVoteBody,
 } from '../../lib/transport/wire.js';
 
@@ -43,7 +50,7 @@ const entries: Entry[] = [
   { index: 5, term: 2, type: 'command', command: allBytes },
   { index: 6, term: 3, type: 'noop', command: new Uint8Array(0) },
   { index: 7, term: 3, type: 'config', command: new Uint8Array(0), config: { voters: [1, 2, 4], outgoing: [1, 2, 3], addresses: { 1: 'http://a:1', 4: 'http://d:4' } } },
-  { index: 8, term: 3, type: 'config', command: new Uint8Array(0), config: { voters: [1, 2, 4] } },
+  { index: 8, term: 3, type: 'config', command: new Uint8Array(0), config: { voters: [1, 2, 4], learners: [5, 6] } },
   { index: 9, term: 3, type: 'command', command: bytes(0xff, 0xfe, 0x00) },
 ];
 const append: AppendEntriesRequest = { type: 'AppendEntries', from: 1, to: 2, term: 3, prevLogIndex: 4, prevLogTerm: 2, entries, leaderCommit: 4 };
@@ -116,6 +123,64 @@ describe('RequestVote', () => {
   it('refuses an answer for the other kind of vote, or malformed', () => {
     expect(() => decodeRequestVoteResult({ term: 8, vote_granted: true, pre_vote: false }, vote, 1)).toThrow(WireFormatError);
     expect(() => decodeRequestVoteResult({ term: 8, vote_granted: 1 }, vote, 1)).toThrow(WireFormatError);
+  });
+});
+
+describe('InstallSnapshot', () => {
+  const snapshot: InstallSnapshotRequest = {
+    type: 'InstallSnapshot',
+    from: 1,
+    to: 2,
+    term: 7,
+    snapshot: { index: 120, term: 6, configuration: { voters: [1, 2, 3], outgoing: [1, 2], addresses: { '1': 'http://127.0.0.1:1', '3': 'http://127.0.0.1:3' } } },
+  };
+  const data = bytes(0, 1, 2, 250, 251, 252, 253);
+
+  it('is served at {prefix}/installsnapshot', () => {
+    expect(RPC_PATHS.installSnapshot).toBe('installsnapshot');
+  });
+
+  it('encodes a chunk with the snapshot\'s metadata, in snake_case, and decodes it back for the receiver', () => {
+    const body = encodeInstallSnapshotChunk(snapshot, { size: 7, offset: 3, data: data.subarray(3, 7), done: true, digest: 'ab'.repeat(32) });
+    expect(overWire(body)).toEqual({
+      term: 7,
+      leader_id: 1,
+      last_included_index: 120,
+      last_included_term: 6,
+      configuration: { voters: [1, 2, 3], outgoing: [1, 2], addresses: { '1': 'http://127.0.0.1:1', '3': 'http://127.0.0.1:3' } },
+      size: 7,
+      offset: 3,
+      data: '+vv8/Q==',
+      done: true,
+      digest: 'ab'.repeat(32),
+    });
+    const chunk = decodeInstallSnapshotChunk(overWire(body) as InstallSnapshotBody, 2);
+    expect(chunk).toEqual({ request: snapshot, size: 7, offset: 3, data: bytes(250, 251, 252, 253), done: true, digest: 'ab'.repeat(32) });
+    // A middle chunk carries no digest; an empty one (a probe) has empty data.
+    const probe = encodeInstallSnapshotChunk(snapshot, { size: 7, offset: 0, data: new Uint8Array(0), done: false });
+    expect(probe).toMatchObject({ data: '', done: false, offset: 0 });
+    expect('digest' in probe).toBe(false);
+    // The receiver is the caller's id; ids of a configuration are sorted.
+    const unsorted = decodeInstallSnapshotChunk({ ...(overWire(probe) as InstallSnapshotBody), configuration: { voters: [3, 1, 2] } }, 9);
+    expect(unsorted.request).toMatchObject({ to: 9, snapshot: { configuration: { voters: [1, 2, 3] } } });
+  });
+
+  it('answers {term, next_offset} while incomplete and {term, match_index} once installed, and decodes both', () => {
+    const progress = encodeInstallSnapshotResult({ done: false, term: 7, nextOffset: 3 });
+    expect(progress).toEqual({ term: 7, next_offset: 3 });
+    expect(decodeInstallSnapshotResult(overWire(progress), snapshot, 2, 7)).toEqual({ done: false, term: 7, nextOffset: 3 });
+    const installed = encodeInstallSnapshotResult({ done: true, response: { type: 'InstallSnapshotResponse', from: 2, to: 1, term: 8, matchIndex: 120 } });
+    expect(installed).toEqual({ term: 8, match_index: 120 });
+    expect(decodeInstallSnapshotResult(overWire(installed), snapshot, 2, 7)).toEqual({
+      done: true,
+      response: { type: 'InstallSnapshotResponse', from: 2, to: 1, term: 8, matchIndex: 120 },
+    });
+  });
+
+  it('refuses malformed answers', () => {
+    for (const body of [null, [], {}, { term: -1, next_offset: 0 }, { term: 1 }, { term: 1, next_offset: 1.5 }, { term: 1, next_offset: 8 }, { term: 1, match_index: '3' }]) {
+      expect(() => decodeInstallSnapshotResult(body, snapshot, 2, 7), JSON.stringify(body)).toThrow(WireFormatError);
+    }
   });
 });
 
@@ -217,6 +282,13 @@ describe('errors', () => {
     expect(invalid.status).toBe(400);
     expect(invalid.error).toBeInstanceOf(RaftOptionsError);
     expect(invalid.error.message).toBe('invalid Raft option "command": is 2000000 bytes, above maxCommandBytes (1048576)');
+
+    for (const [code, status] of [['snapshot_stale', 409], ['snapshot_busy', 409], ['snapshot_too_large', 413], ['snapshot_digest_mismatch', 409], ['snapshot_unsupported', 501]] as const) {
+      const snapshot = roundTrip(new SnapshotTransferError(status, code, `refused: ${code}`));
+      expect(snapshot.status, code).toBe(status);
+      expect(snapshot.error, code).toBeInstanceOf(SnapshotTransferError);
+      expect(snapshot.error, code).toMatchObject({ status, code, message: `refused: ${code}` });
+    }
 
     const internal = roundTrip(new Error('boom'));
     expect(internal.status).toBe(500);

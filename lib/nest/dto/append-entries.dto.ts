@@ -4,7 +4,7 @@ import { Type } from 'class-transformer';
 import { ValidateNested } from 'class-validator';
 import type { EntryType, NodeId } from '../../core/types.js';
 import type { AppendEntriesBody, WireConfiguration, WireEntry } from '../../transport/wire.js';
-import { EachIsObject, IsAbsentOr, IsAddressMap, IsArrayOf, IsBase64Bytes, IsIndex, IsNodeId, IsObject, IsOneOf, IsVoterSet } from './validators.js';
+import { EachIsObject, IsAbsentOr, IsAddressMap, IsArrayOf, IsBase64Bytes, IsIndex, IsLearnerSet, IsNodeId, IsObject, IsOneOf, IsVoterSet } from './validators.js';
 
 export const ENTRY_TYPES: readonly EntryType[] = ['command', 'noop', 'config'];
 
@@ -16,6 +16,10 @@ export class WireConfigurationDto implements WireConfiguration {
   @IsAbsentOr()
   @IsVoterSet()
   outgoing?: NodeId[];
+
+  @IsAbsentOr()
+  @IsLearnerSet()
+  learners?: NodeId[];
 
   @IsAbsentOr()
   @IsAddressMap()

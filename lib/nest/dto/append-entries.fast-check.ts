@@ -7,11 +7,11 @@
  */
 import { isIndex, isNodeId, isStrictBase64, type AppendEntriesBody } from '../../transport/wire.js';
 import { ENTRY_TYPES } from './append-entries.dto.js';
-import { addressMapProblem, isPlainObject, voterSetProblem } from './validators.js';
+import { addressMapProblem, isPlainObject, learnerSetProblem, voterSetProblem } from './validators.js';
 
 const BODY_KEYS = new Set(['term', 'leader_id', 'prev_log_index', 'prev_log_term', 'entries', 'commit_index']);
 const ENTRY_KEYS = new Set(['index', 'term', 'command', 'type', 'config']);
-const CONFIG_KEYS = new Set(['voters', 'outgoing', 'addresses']);
+const CONFIG_KEYS = new Set(['voters', 'outgoing', 'learners', 'addresses']);
 
 function onlyKeys(o: object, allowed: ReadonlySet<string>): boolean {
   for (const key of Object.keys(o)) if (!allowed.has(key)) return false;
@@ -32,6 +32,7 @@ export function isWellTypedAppendEntries(body: Record<string, unknown>): body is
       if (!isPlainObject(config) || !onlyKeys(config, CONFIG_KEYS)) return false;
       if (voterSetProblem(config.voters) !== undefined) return false;
       if (config.outgoing !== undefined && voterSetProblem(config.outgoing) !== undefined) return false;
+      if (config.learners !== undefined && learnerSetProblem(config.learners, config) !== undefined) return false;
       if (config.addresses !== undefined && addressMapProblem(config.addresses) !== undefined) return false;
     }
   }

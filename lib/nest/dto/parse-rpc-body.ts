@@ -8,9 +8,11 @@ import { plainToInstance } from 'class-transformer';
 import { validateSync, type ValidationError } from 'class-validator';
 import { RaftError } from '../../core/errors.js';
 import type { AppendEntriesRequest, NodeId, RequestVoteRequest } from '../../core/types.js';
-import { base64DecodedLength, decodeAppendEntries, decodeRequestVote, type AppendEntriesBody, type WirePeer } from '../../transport/wire.js';
+import type { SnapshotChunk } from '../../transport/snapshot-assembler.js';
+import { base64DecodedLength, decodeAppendEntries, decodeInstallSnapshotChunk, decodeRequestVote, type AppendEntriesBody, type WirePeer } from '../../transport/wire.js';
 import type { RaftRpcLimits } from '../raft.constants.js';
 import { AppendEntriesDto } from './append-entries.dto.js';
+import { InstallSnapshotDto } from './install-snapshot.dto.js';
 import { isWellTypedAppendEntries } from './append-entries.fast-check.js';
 import { RequestVoteDto } from './request-vote.dto.js';
 import { SetConfigurationDto } from './set-configuration.dto.js';
@@ -105,30 +107,69 @@ export function parseRequestVote(body: unknown, to: NodeId): RequestVoteRequest 
 }
 
 /**
+ * Validates one chunk of an InstallSnapshot received by node `to` and converts it (the snapshot's size
+ * against `maxSnapshotBytes` is the assembler's to check: 413, not 400).
+ * @throws InvalidRpcBodyError
+ */
+export function parseInstallSnapshot(body: unknown, to: NodeId): SnapshotChunk {
+  const rpc = 'InstallSnapshot';
+  const dto = toValidDto(rpc, InstallSnapshotDto, checkStructure(rpc, body));
+  const issues: string[] = [];
+  if (dto.term < 1) issues.push('term must be at least 1 (the term of a leader)');
+  if (dto.leader_id === to) issues.push(`leader_id must not be this node's own id (${to})`);
+  if (dto.last_included_index < 1) issues.push('last_included_index must be at least 1 (a snapshot covers at least one entry)');
+  if (dto.last_included_term < 1) issues.push('last_included_term must be at least 1');
+  if (dto.last_included_term > dto.term) issues.push(`last_included_term must not exceed term (${dto.term})`);
+  const length = base64DecodedLength(dto.data);
+  if (dto.offset > dto.size) issues.push(`offset must not exceed size (${dto.size})`);
+  else if (dto.offset + length > dto.size) issues.push(`data holds ${length} bytes, more than the ${dto.size - dto.offset} left after offset ${dto.offset} (size ${dto.size})`);
+  if (dto.done && dto.offset + length !== dto.size) issues.push(`the last chunk (done) must end at size (${dto.size}), but it ends at ${dto.offset + length}`);
+  if (dto.done && dto.digest === undefined) issues.push('digest is required on the last chunk (done)');
+  if (!dto.done && dto.digest !== undefined) issues.push('digest is only allowed on the last chunk (done)');
+  if (issues.length > 0) throw new InvalidRpcBodyError(rpc, issues);
+  return decodeInstallSnapshotChunk(dto, to);
+}
+
+/**
  * Validates a SetConfiguration body: 1 to {@link MAX_MEMBERS} members, each with an id, a URL or both,
  * no id twice. Members without an id are returned as they are (the caller asks their URL for it).
+ * The voters only; {@link parseSetConfigurationBody} gives the learners too.
  * @throws InvalidRpcBodyError
  */
 export function parseSetConfiguration(body: unknown): WirePeer[] {
+  return parseSetConfigurationBody(body).peers;
+}
+
+/**
+ * Validates a SetConfiguration body: `peers` (the voters) as {@link parseSetConfiguration} says, and
+ * `learners` when present (0 to {@link MAX_MEMBERS}, the same rules, and no node both a voter and a learner).
+ * @throws InvalidRpcBodyError
+ */
+export function parseSetConfigurationBody(body: unknown): { peers: WirePeer[]; learners?: WirePeer[] } {
   const rpc = 'SetConfiguration';
   const plain = checkStructure(rpc, body);
-  if (Array.isArray(plain.peers) && plain.peers.length > MAX_MEMBERS) {
-    throw new InvalidRpcBodyError(rpc, [`peers holds ${plain.peers.length} members, more than ${MAX_MEMBERS}`]);
+  for (const key of ['peers', 'learners'] as const) {
+    const list = plain[key];
+    if (Array.isArray(list) && list.length > MAX_MEMBERS) throw new InvalidRpcBodyError(rpc, [`${key} holds ${list.length} members, more than ${MAX_MEMBERS}`]);
   }
   const dto = toValidDto(rpc, SetConfigurationDto, plain);
   const issues: string[] = [];
   if (dto.peers.length === 0) issues.push('peers must name at least one member');
-  const seen = new Map<NodeId, number>();
-  dto.peers.forEach((peer, i) => {
-    if (peer.id === undefined && peer.url === undefined) issues.push(`peers.${i} needs an id, a url, or both`);
-    if (peer.id !== undefined) {
-      const first = seen.get(peer.id);
-      if (first !== undefined) issues.push(`peers.${i}.id names node ${peer.id} again (as peers.${first}.id does)`);
-      else seen.set(peer.id, i);
-    }
-  });
+  const seen = new Map<NodeId, string>();
+  const check = (key: 'peers' | 'learners', list: readonly WirePeer[]) =>
+    list.forEach((peer, i) => {
+      if (peer.id === undefined && peer.url === undefined) issues.push(`${key}.${i} needs an id, a url, or both`);
+      if (peer.id !== undefined) {
+        const first = seen.get(peer.id);
+        if (first !== undefined) issues.push(`${key}.${i}.id names node ${peer.id} again (as ${first}.id does)`);
+        else seen.set(peer.id, `${key}.${i}`);
+      }
+    });
+  check('peers', dto.peers);
+  if (dto.learners) check('learners', dto.learners);
   if (issues.length > 0) throw new InvalidRpcBodyError(rpc, issues);
-  return dto.peers.map((p) => ({ ...(p.id !== undefined ? { id: p.id } : {}), ...(p.url !== undefined ? { url: p.url } : {}) }));
+  const plainPeer = (p: WirePeer): WirePeer => ({ ...(p.id !== undefined ? { id: p.id } : {}), ...(p.url !== undefined ? { url: p.url } : {}) });
+  return { peers: dto.peers.map(plainPeer), ...(dto.learners ? { learners: dto.learners.map(plainPeer) } : {}) };
 }
 
 /**

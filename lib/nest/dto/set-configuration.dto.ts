@@ -17,11 +17,18 @@ export class WirePeerDto implements WirePeer {
   url?: string;
 }
 
-/** `POST {prefix}/setconfiguration`: the complete new member set. */
+/** `POST {prefix}/setconfiguration`: the complete new set of voters, and of learners when given. */
 export class SetConfigurationDto implements SetConfigurationBody {
   @IsArrayOf('peers')
   @EachIsObject()
   @ValidateNested({ each: true })
   @Type(() => WirePeerDto)
   peers!: WirePeerDto[];
+
+  @IsAbsentOr()
+  @IsArrayOf('learners')
+  @EachIsObject()
+  @ValidateNested({ each: true })
+  @Type(() => WirePeerDto)
+  learners?: WirePeerDto[];
 }

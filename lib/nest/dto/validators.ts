@@ -74,6 +74,17 @@ export function IsBase64Bytes(): PropertyDecorator {
   });
 }
 
+/** A SHA-256 digest: 64 lowercase hex digits. */
+export function IsSha256Hex(): PropertyDecorator {
+  return ValidateBy({
+    name: 'isSha256Hex',
+    validator: {
+      validate: (value) => typeof value === 'string' && /^[0-9a-f]{64}$/.test(value),
+      defaultMessage: (args) => `${args!.property} must be a SHA-256 digest (64 lowercase hex digits)`,
+    },
+  });
+}
+
 export function IsOneOf(values: readonly string[]): PropertyDecorator {
   return ValidateBy({
     name: 'isOneOf',
@@ -133,6 +144,25 @@ export function IsVoterSet(): PropertyDecorator {
       defaultMessage: (args) => `${args!.property} ${voterSetProblem(args!.value) ?? ''}`,
     },
   });
+}
+
+/** Learners of a configuration: a node-id set disjoint from the object's `voters` and `outgoing`. */
+export function IsLearnerSet(): PropertyDecorator {
+  return ValidateBy({
+    name: 'isLearnerSet',
+    validator: {
+      validate: (value, args) => learnerSetProblem(value, args!.object as Record<string, unknown>) === undefined,
+      defaultMessage: (args) => `${args!.property} ${learnerSetProblem(args!.value, args!.object as Record<string, unknown>) ?? ''}`,
+    },
+  });
+}
+
+export function learnerSetProblem(value: unknown, config: Record<string, unknown>): string | undefined {
+  const problem = voterSetProblem(value);
+  if (problem) return problem;
+  const voters = [...(Array.isArray(config.voters) ? config.voters : []), ...(Array.isArray(config.outgoing) ? config.outgoing : [])] as unknown[];
+  const both = (value as unknown[]).find((id) => voters.includes(id));
+  return both === undefined ? undefined : `must not name a voter (node ${String(both)} is one)`;
 }
 
 export function voterSetProblem(value: unknown): string | undefined {

@@ -6,3 +6,5 @@ export { RaftHardStateEntity, RAFT_HARD_STATE_TABLE } from './entities/raft-hard
 export { RaftBaseConfigurationEntity, RAFT_BASE_CONFIGURATION_TABLE } from './entities/raft-base-configuration.entity.js';
 export { RaftInitialSchema1764400000000 } from './migrations/1764400000000-raft-initial-schema.js';
 export { safeIntegerTransformer, toSafeInteger } from './safe-integer.js';
+export { RaftSnapshotEntity, RAFT_SNAPSHOTS_TABLE } from './entities/raft-snapshot.entity.js';
+export { RaftSnapshotChunkEntity, RAFT_SNAPSHOT_CHUNKS_TABLE } from './entities/raft-snapshot-chunk.entity.js';

@@ -1,14 +1,16 @@
 import { failpoint } from '../../failpoints.js';
 import { DataSource, type QueryRunner } from 'typeorm';
 import type { PostgresDataSourceOptions } from 'typeorm/driver/postgres/PostgresDataSourceOptions.js';
-import type { Configuration, Entry, HardState, RecoveredState } from '../../core/types.js';
+import type { Configuration, Entry, HardState, LogStart, RecoveredState, SnapshotMetadata } from '../../core/types.js';
 import { StorageClosedError, StorageCorruptionError } from '../errors.js';
-import { EMPTY_HARD_STATE, type RaftStorage, type StorageBatch } from '../storage.js';
+import { EMPTY_HARD_STATE, type RaftStorage, type StorageBatch, type StoredSnapshot } from '../storage.js';
 import { decodeConfiguration, encodeConfiguration } from './configuration-codec.js';
 import { checkDurability } from './durability-check.js';
 import { RAFT_BASE_CONFIGURATION_TABLE } from './entities/raft-base-configuration.entity.js';
 import { RAFT_HARD_STATE_TABLE } from './entities/raft-hard-state.entity.js';
 import { RAFT_LOG_ENTRIES_TABLE } from './entities/raft-log-entry.entity.js';
+import { RAFT_SNAPSHOT_CHUNKS_TABLE } from './entities/raft-snapshot-chunk.entity.js';
+import { RAFT_SNAPSHOTS_TABLE } from './entities/raft-snapshot.entity.js';
 import { checkConfigurationToWrite, checkEntryToWrite, decodeLogEntryRow, encodeLogEntry, InvalidLogEntryRow, type LogEntryRow } from './entry-codec.js';
 import { StorageLockedError } from './errors.js';
 import { runRaftMigrations } from './migration-runner.js';
@@ -16,6 +18,15 @@ import { acquireNodeLock, releaseNodeLock } from './node-lock.js';
 import { RAFT_ENTITIES, RAFT_MIGRATIONS, RAFT_MIGRATIONS_TABLE } from './raft-schema.js';
 import { toSafeInteger } from './safe-integer.js';
 import { qualifiedTable, resolveRaftSchema } from './schema-name.js';
+import {
+  checkCompactionToWrite,
+  checkSnapshotToWrite,
+  decodeSnapshotData,
+  decodeSnapshotMetadata,
+  DEFAULT_SNAPSHOT_CHUNK_BYTES,
+  encodeSnapshotData,
+  type SnapshotRow,
+} from './snapshot-codec.js';
 
 /**
  * Connection options for a DataSource the storage creates and owns: those of TypeORM's PostgreSQL
@@ -45,6 +56,8 @@ export interface TypeOrmStorageOptions {
    * acknowledged, which can elect two leaders in one term or lose committed entries. Default false.
    */
   readonly unsafeAllowAsyncCommit?: boolean;
+  /** A snapshot's bytes are stored in rows of at most this many bytes. Default 1 MiB. */
+  readonly snapshotChunkBytes?: number;
 }
 
 /** PostgreSQL accepts at most this many parameters in one statement (a 16-bit count in Bind). */
@@ -59,7 +72,13 @@ interface Session {
   readonly ownsDataSource: boolean;
   readonly queryRunner: QueryRunner;
   readonly schema: string;
-  readonly tables: { readonly entries: string; readonly hardState: string; readonly baseConfiguration: string };
+  readonly tables: {
+    readonly entries: string;
+    readonly hardState: string;
+    readonly baseConfiguration: string;
+    readonly snapshots: string;
+    readonly snapshotChunks: string;
+  };
 }
 
 /** Nodes open in this process, so a second storage for one of them fails before it even connects. */
@@ -67,7 +86,8 @@ const openInThisProcess = new Set<string>();
 
 /**
  * A {@link RaftStorage} in PostgreSQL through TypeORM: one row per log entry, one row of hard state
- * and one of base configuration per node, keyed by (cluster, node).
+ * and one of base configuration (with where the log starts) per node, and the node's latest snapshot
+ * (one metadata row, its bytes in chunk rows), keyed by (cluster, node).
  *
  * - `load()` connects, takes the node's advisory lock ({@link StorageLockedError} if held), refuses a
  *   connection that would acknowledge commits before they are durable ({@link UnsafeDurabilityError}),
@@ -75,8 +95,10 @@ const openInThisProcess = new Set<string>();
  *   naming the node, the index and the problem).
  * - `save()` writes a batch in one transaction (one statement runs alone, which is one transaction
  *   too): the hard state and base configuration upserted, the suffix deleted, and the entries in one
- *   multi-row INSERT (split only past PostgreSQL's 65,535 parameters). Saves run one at a time in call
- *   order, and resolve after COMMIT.
+ *   multi-row INSERT (split only past PostgreSQL's 65,535 parameters); a snapshot replaces the stored
+ *   one (its bytes in rows of `snapshotChunkBytes`, with a SHA-256 that `loadSnapshot()` checks), and a
+ *   compaction deletes the entries it covers and records where the log now starts. Saves run one at a
+ *   time in call order, and resolve after COMMIT.
  * - Everything goes through one dedicated connection, the one that holds the lock; the storage
  *   therefore also works on a pool of one connection (as the embedded PostgreSQL requires). It does
  *   not reconnect: a lost connection lost the lock too, so the next call fails (see below) and the
@@ -97,7 +119,13 @@ export class TypeOrmStorage implements RaftStorage {
   /** The tail of the queue every database operation runs in, one at a time. */
   private queue: Promise<unknown> = Promise.resolve();
   private failure: Error | undefined;
+  /** The log's last index: its last entry's, or where it starts when it holds none. */
   private lastIndex = 0;
+  /** Every entry up to this index was compacted away. */
+  private logStartIndex = 0;
+  /** The stored snapshot's index, if there is one. */
+  private snapshotIndex: number | undefined;
+  private readonly snapshotChunkBytes: number;
 
   constructor(private readonly options: TypeOrmStorageOptions) {
     if (!Number.isSafeInteger(options.nodeId) || options.nodeId <= 0) {
@@ -112,8 +140,12 @@ export class TypeOrmStorage implements RaftStorage {
     if (options.dataSource && options.dataSource.options.type !== 'postgres') {
       throw new TypeError(`TypeOrmStorage: the DataSource must be of type 'postgres', not '${options.dataSource.options.type}'`);
     }
+    if (options.snapshotChunkBytes !== undefined && (!Number.isSafeInteger(options.snapshotChunkBytes) || options.snapshotChunkBytes < 1)) {
+      throw new TypeError(`TypeOrmStorage: snapshotChunkBytes must be a positive safe integer, got ${String(options.snapshotChunkBytes)}`);
+    }
     this.nodeId = options.nodeId;
     this.clusterId = options.clusterId ?? 'default';
+    this.snapshotChunkBytes = options.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES;
   }
 
   /** The schema holding the tables, once loaded. */
@@ -156,6 +188,30 @@ export class TypeOrmStorage implements RaftStorage {
         [this.clusterId, this.nodeId, first, Math.min(to, Number.MAX_SAFE_INTEGER)],
       )) as LogEntryRow[];
       return rows.map((row) => this.decodeRow(session, row));
+    });
+  }
+
+  async loadSnapshot(): Promise<StoredSnapshot | undefined> {
+    const session = this.session;
+    if (!session || this.closing) throw new StorageClosedError(`${this.who()}: storage is not open (call load() first)`);
+    return this.enqueue(async () => {
+      const identity = [this.clusterId, this.nodeId];
+      const rows = (await session.queryRunner.query(
+        `SELECT "index", "term", "configuration", "size", "chunks", "sha256" FROM ${session.tables.snapshots} WHERE "cluster_id" = $1 AND "node_id" = $2`,
+        identity,
+      )) as SnapshotRow[];
+      const row = rows[0];
+      if (!row) return undefined;
+      const metadata = this.decodeSnapshot(session, row);
+      const chunkRows = (await session.queryRunner.query(
+        `SELECT "chunk", "data" FROM ${session.tables.snapshotChunks} WHERE "cluster_id" = $1 AND "node_id" = $2 ORDER BY "chunk"`,
+        identity,
+      )) as Array<{ chunk: unknown; data: unknown }>;
+      try {
+        return { metadata, data: decodeSnapshotData(row, chunkRows) };
+      } catch (error) {
+        throw this.corruption(session, `the snapshot at index ${metadata.index} is invalid: ${(error as Error).message}`);
+      }
     });
   }
 
@@ -252,6 +308,8 @@ export class TypeOrmStorage implements RaftStorage {
           entries: qualifiedTable(schema, RAFT_LOG_ENTRIES_TABLE),
           hardState: qualifiedTable(schema, RAFT_HARD_STATE_TABLE),
           baseConfiguration: qualifiedTable(schema, RAFT_BASE_CONFIGURATION_TABLE),
+          snapshots: qualifiedTable(schema, RAFT_SNAPSHOTS_TABLE),
+          snapshotChunks: qualifiedTable(schema, RAFT_SNAPSHOT_CHUNKS_TABLE),
         },
       };
       this.session = session;
@@ -292,7 +350,18 @@ export class TypeOrmStorage implements RaftStorage {
     }
   }
 
-  /** Reads everything back and checks it: never a gap, a term going back, or a commit past the log. */
+  private decodeSnapshot(session: Session, row: SnapshotRow): SnapshotMetadata {
+    try {
+      return decodeSnapshotMetadata(row);
+    } catch (error) {
+      throw this.corruption(session, `the snapshot's metadata is invalid: ${(error as Error).message}`);
+    }
+  }
+
+  /**
+   * Reads everything back and checks it: never a gap, a term going back, a commit past the log, or a
+   * snapshot outside it.
+   */
   private async read(session: Session): Promise<RecoveredState> {
     const { queryRunner, tables } = session;
     const identity = [this.clusterId, this.nodeId];
@@ -301,9 +370,13 @@ export class TypeOrmStorage implements RaftStorage {
       identity,
     )) as Array<{ term: unknown; vote: unknown; commit_index: unknown }>;
     const configurationRows = (await queryRunner.query(
-      `SELECT "configuration" FROM ${tables.baseConfiguration} WHERE "cluster_id" = $1 AND "node_id" = $2`,
+      `SELECT "configuration", "log_start_index", "log_start_term" FROM ${tables.baseConfiguration} WHERE "cluster_id" = $1 AND "node_id" = $2`,
       identity,
-    )) as Array<{ configuration: unknown }>;
+    )) as Array<{ configuration: unknown; log_start_index: unknown; log_start_term: unknown }>;
+    const snapshotRows = (await queryRunner.query(
+      `SELECT "index", "term", "configuration" FROM ${tables.snapshots} WHERE "cluster_id" = $1 AND "node_id" = $2`,
+      identity,
+    )) as SnapshotRow[];
     const rows = (await queryRunner.query(
       `SELECT "index", "term", "type", "command", "config" FROM ${tables.entries} WHERE "cluster_id" = $1 AND "node_id" = $2 ORDER BY "index"`,
       identity,
@@ -323,28 +396,44 @@ export class TypeOrmStorage implements RaftStorage {
     }
 
     let baseConfiguration: Configuration | undefined;
-    if (configurationRows[0]) {
+    let logStart: LogStart = { index: 0, term: 0 };
+    const configurationRow = configurationRows[0];
+    if (configurationRow) {
       try {
-        baseConfiguration = decodeConfiguration(configurationRows[0].configuration);
+        baseConfiguration = decodeConfiguration(configurationRow.configuration);
       } catch (error) {
         throw this.corruption(session, `the base configuration is invalid: ${(error as Error).message}`);
       }
+      const field = (name: string, value: unknown): number => {
+        try {
+          return toSafeInteger(value);
+        } catch (error) {
+          throw this.corruption(session, `the log start's ${name}: ${(error as Error).message}`);
+        }
+      };
+      logStart = { index: field('index', configurationRow.log_start_index), term: field('term', configurationRow.log_start_term) };
     }
 
     const entries: Entry[] = new Array<Entry>(rows.length);
     for (let i = 0; i < rows.length; i++) {
       const entry = this.decodeRow(session, rows[i]!);
       const previous = i > 0 ? entries[i - 1]! : undefined;
-      if (entry.index !== i + 1) {
+      if (entry.index !== logStart.index + i + 1) {
+        const first = logStart.index + 1;
         throw this.corruption(
           session,
           previous
             ? `log entry at index ${entry.index} follows index ${previous.index}: entries ${previous.index + 1}..${entry.index - 1} are missing`
-            : `the log starts at index ${entry.index} instead of 1: entries 1..${entry.index - 1} are missing`,
+            : entry.index < first
+              ? `log entry at index ${entry.index} is at or before the log start (index ${logStart.index}): it should have been compacted away`
+              : `the log starts at index ${entry.index} instead of ${first}: entries ${first}..${entry.index - 1} are missing`,
         );
       }
       if (previous && entry.term < previous.term) {
         throw this.corruption(session, `log entry at index ${entry.index} has term ${entry.term}, lower than term ${previous.term} of index ${previous.index}`);
+      }
+      if (!previous && entry.term < logStart.term) {
+        throw this.corruption(session, `log entry at index ${entry.index} has term ${entry.term}, lower than term ${logStart.term} of the log start (index ${logStart.index})`);
       }
       entries[i] = entry;
     }
@@ -352,18 +441,42 @@ export class TypeOrmStorage implements RaftStorage {
     if (last && last.term > hardState.term) {
       throw this.corruption(session, `the last log entry, at index ${last.index}, has term ${last.term}, higher than the stored current term ${hardState.term}`);
     }
-    const lastIndex = last?.index ?? 0;
+    if (!last && logStart.term > hardState.term) {
+      throw this.corruption(session, `the log start, at index ${logStart.index}, has term ${logStart.term}, higher than the stored current term ${hardState.term}`);
+    }
+    const lastIndex = last?.index ?? logStart.index;
     if (hardState.commit > lastIndex) {
       throw this.corruption(session, `the stored commit index ${hardState.commit} is beyond the last log entry (index ${lastIndex})`);
     }
+
+    let snapshot: SnapshotMetadata | undefined;
+    if (snapshotRows[0]) {
+      snapshot = this.decodeSnapshot(session, snapshotRows[0]);
+      if (snapshot.index < logStart.index || snapshot.index > lastIndex) {
+        throw this.corruption(session, `the snapshot at index ${snapshot.index} is outside the log, which spans ${logStart.index}..${lastIndex}`);
+      }
+      const term = snapshot.index === logStart.index ? logStart.term : entries[snapshot.index - logStart.index - 1]!.term;
+      if (term !== snapshot.term) {
+        throw this.corruption(session, `the snapshot at index ${snapshot.index} has term ${snapshot.term}, but the log has term ${term} there`);
+      }
+    }
+
     this.lastIndex = lastIndex;
-    return { hardState, entries, ...(baseConfiguration ? { baseConfiguration } : {}) };
+    this.logStartIndex = logStart.index;
+    this.snapshotIndex = snapshot?.index;
+    return {
+      hardState,
+      entries,
+      ...(logStart.index > 0 ? { logStart } : {}),
+      ...(baseConfiguration ? { baseConfiguration } : {}),
+      ...(snapshot ? { snapshot } : {}),
+    };
   }
 
   /** One batch, all or nothing; see the class comment. */
   private async write(session: Session, batch: StorageBatch): Promise<void> {
     try {
-      const { statements, lastIndex } = this.plan(session, batch);
+      const { statements, lastIndex, logStartIndex, snapshotIndex } = this.plan(session, batch);
       const { queryRunner } = session;
       if (statements.length === 1) {
         await queryRunner.query(statements[0]!.sql, statements[0]!.parameters);
@@ -381,19 +494,28 @@ export class TypeOrmStorage implements RaftStorage {
         }
       }
       this.lastIndex = lastIndex;
+      this.logStartIndex = logStartIndex;
+      this.snapshotIndex = snapshotIndex;
     } catch (error) {
       this.failure = error as Error;
       throw error;
     }
   }
 
-  /** The statements of one batch, after checking that it leaves a valid log (as MemoryStorage does). */
-  private plan(session: Session, batch: StorageBatch): { statements: Array<{ sql: string; parameters: unknown[] }>; lastIndex: number } {
+  /**
+   * The statements of one batch, in the contract's order (hard state, base configuration, truncation,
+   * snapshot, compaction, entries), after checking that it leaves a valid log (as MemoryStorage does).
+   * A batch of hard state and entries only, the hot path, is at most two statements.
+   */
+  private plan(
+    session: Session,
+    batch: StorageBatch,
+  ): { statements: Array<{ sql: string; parameters: unknown[] }>; lastIndex: number; logStartIndex: number; snapshotIndex: number | undefined } {
     const { tables } = session;
     const statements: Array<{ sql: string; parameters: unknown[] }> = [];
     const identity = [this.clusterId, this.nodeId];
 
-    const { hardState, truncateFrom, baseConfiguration, entries } = batch;
+    const { hardState, truncateFrom, baseConfiguration, snapshot, compact, entries } = batch;
     if (hardState) {
       for (const [name, value] of Object.entries({ term: hardState.term, vote: hardState.vote, commit: hardState.commit })) {
         if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${this.who()}: hard state ${name} ${String(value)} is not a non-negative safe integer`);
@@ -413,14 +535,54 @@ export class TypeOrmStorage implements RaftStorage {
         parameters: [...identity, encodeConfiguration(baseConfiguration)],
       });
     }
+    // Only this node writes its rows (it holds the lock), so where its log starts and ends is known exactly.
+    let start = this.logStartIndex;
     let last = this.lastIndex;
     if (truncateFrom !== undefined) {
       if (!Number.isSafeInteger(truncateFrom) || truncateFrom < 1) throw new RangeError(`${this.who()}: truncateFrom ${String(truncateFrom)} is not a positive safe integer`);
-      // Only this node writes its rows (it holds the lock), so the last index is known exactly.
-      if (truncateFrom <= last) {
+      if (truncateFrom <= last && last > start) {
         statements.push({ sql: `DELETE FROM ${tables.entries} WHERE "cluster_id" = $1 AND "node_id" = $2 AND "index" >= $3`, parameters: [...identity, truncateFrom] });
-        last = truncateFrom - 1;
+        last = Math.max(truncateFrom - 1, start);
       }
+    }
+    if (snapshot) {
+      const problem = checkSnapshotToWrite(snapshot);
+      if (problem) throw new RangeError(`${this.who()}: ${problem}`);
+      const { metadata } = snapshot;
+      const encoded = encodeSnapshotData(snapshot.data, this.snapshotChunkBytes);
+      statements.push({ sql: `DELETE FROM ${tables.snapshotChunks} WHERE "cluster_id" = $1 AND "node_id" = $2`, parameters: identity });
+      statements.push({
+        sql: `INSERT INTO ${tables.snapshots} ("cluster_id", "node_id", "index", "term", "configuration", "size", "chunks", "sha256") VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)
+              ON CONFLICT ("cluster_id", "node_id") DO UPDATE SET "index" = EXCLUDED."index", "term" = EXCLUDED."term", "configuration" = EXCLUDED."configuration",
+              "size" = EXCLUDED."size", "chunks" = EXCLUDED."chunks", "sha256" = EXCLUDED."sha256"`,
+        parameters: [...identity, metadata.index, metadata.term, encodeConfiguration(metadata.configuration), encoded.size, encoded.chunks, encoded.sha256],
+      });
+      for (const rows of encoded.inserts) {
+        const parameters: unknown[] = [...identity];
+        const values: string[] = [];
+        for (const [chunk, data] of rows) {
+          const p = parameters.length;
+          values.push(`($1, $2, $${p + 1}::integer, $${p + 2}::bytea)`);
+          parameters.push(chunk, data);
+        }
+        statements.push({ sql: `INSERT INTO ${tables.snapshotChunks} ("cluster_id", "node_id", "chunk", "data") VALUES ${values.join(', ')}`, parameters });
+      }
+    }
+    if (compact) {
+      const problem = checkCompactionToWrite(compact);
+      if (problem) throw new RangeError(`${this.who()}: ${problem}`);
+      if (compact.index < start) throw new StorageCorruptionError(`${this.who()}: batch would move the log start back from index ${start} to ${compact.index}`);
+      if (compact.index > start && last > start) {
+        statements.push({ sql: `DELETE FROM ${tables.entries} WHERE "cluster_id" = $1 AND "node_id" = $2 AND "index" <= $3`, parameters: [...identity, compact.index] });
+      }
+      statements.push({
+        sql: `INSERT INTO ${tables.baseConfiguration} ("cluster_id", "node_id", "configuration", "log_start_index", "log_start_term") VALUES ($1, $2, $3::jsonb, $4, $5)
+              ON CONFLICT ("cluster_id", "node_id") DO UPDATE SET "configuration" = EXCLUDED."configuration",
+              "log_start_index" = EXCLUDED."log_start_index", "log_start_term" = EXCLUDED."log_start_term"`,
+        parameters: [...identity, encodeConfiguration(compact.configuration), compact.index, compact.term],
+      });
+      start = compact.index;
+      last = Math.max(last, start);
     }
     for (const entry of entries) {
       const problem = checkEntryToWrite(entry);
@@ -441,6 +603,10 @@ export class TypeOrmStorage implements RaftStorage {
         parameters,
       });
     }
-    return { statements, lastIndex: last };
+    const snapshotIndex = snapshot?.metadata.index ?? this.snapshotIndex;
+    if (snapshotIndex !== undefined && (snapshotIndex < start || snapshotIndex > last)) {
+      throw new StorageCorruptionError(`${this.who()}: batch would leave the snapshot at index ${snapshotIndex} outside the log, which spans ${start}..${last}`);
+    }
+    return { statements, lastIndex: last, logStartIndex: start, snapshotIndex };
   }
 }

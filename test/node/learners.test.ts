@@ -1,0 +1,61 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { CommandTimeoutError, ConfigurationChangeError, NotLeaderError } from '../../lib/core/errors.js';
+import { holdsEventually } from '../support/wait.js';
+import { MemoryCluster } from './memory-cluster.js';
+
+const clusters: MemoryCluster[] = [];
+afterEach(async () => {
+  await Promise.all(clusters.splice(0).map((c) => c.stopAll()));
+});
+
+describe('learners in the node', { timeout: 30_000 }, () => {
+  it('a learner added from a follower receives the log, never leads, and is promoted to voter', async () => {
+    const c = new MemoryCluster([1, 2, 3]);
+    clusters.push(c);
+    await c.startAll();
+    const leader = await c.leader();
+    await leader.command('set a 1');
+    const learner = await c.start(4, true);
+    const follower = c.node([1, 2, 3].find((id) => id !== leader.id)!);
+    await follower.addLearner({ id: 4 }); // forwarded to the leader
+    expect(leader.status().learners).toEqual([{ id: 4 }]);
+    expect(leader.status().members.map((m) => m.id)).toEqual([1, 2, 3]);
+    await leader.command('set b 2');
+    await holdsEventually(() => expect(c.machines.get(4)!.data.get('b')).toBe('2'));
+    expect(learner.isLeader()).toBe(false);
+    expect(learner.status().learners.map((m) => m.id)).toEqual([4]);
+    // A learner can read linearizably (it asks the leader for the read index).
+    expect(await learner.read(() => c.machines.get(4)!.data.get('a'))).toBe('1');
+    await follower.promoteLearner(4);
+    await holdsEventually(() => expect(leader.status().members.map((m) => m.id)).toEqual([1, 2, 3, 4]));
+    expect(leader.status().learners).toEqual([]);
+  });
+
+  it('does not count toward a majority: with two of three voters down, the leader and a learner commit nothing', async () => {
+    const c = new MemoryCluster([1, 2, 3]);
+    clusters.push(c);
+    await c.startAll();
+    const leader = await c.leader();
+    await c.start(4, true);
+    await leader.addLearner({ id: 4 });
+    for (const id of [1, 2, 3]) if (id !== leader.id) c.network.isolate(id);
+    // Either it times out, or CheckQuorum (which counts voters only) makes it step down: never an answer.
+    const error = await leader.command('set lost 1', { timeoutMs: 1_500 }).catch((e: unknown) => e);
+    expect(error instanceof CommandTimeoutError || error instanceof NotLeaderError).toBe(true);
+    expect(c.machines.get(leader.id)!.data.has('lost')).toBe(false);
+  });
+
+  it('refuses to turn a voter into a learner, and removes a learner with removeMember', async () => {
+    const c = new MemoryCluster([1, 2, 3]);
+    clusters.push(c);
+    await c.startAll();
+    const leader = await c.leader();
+    const voter = [1, 2, 3].find((id) => id !== leader.id)!;
+    await expect(leader.addLearner({ id: voter })).rejects.toBeInstanceOf(ConfigurationChangeError);
+    await c.start(4, true);
+    await leader.addLearner({ id: 4 });
+    await leader.removeMember(4);
+    expect(leader.status().learners).toEqual([]);
+    expect(leader.status().members.map((m) => m.id)).toEqual([1, 2, 3]);
+  });
+});
