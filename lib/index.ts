@@ -12,7 +12,7 @@
 export { RaftCore, CORE_DEFAULTS } from './core/raft.js';
 export { RaftLog } from './core/log.js';
 export * from './core/types.js';
-export { isJoint, isVoter, votersOf, normalizeIds, formatConfiguration, validateVoterIds } from './core/configuration.js';
+export { isJoint, isVoter, isLearner, votersOf, membersOf, normalizeIds, formatConfiguration, validateVoterIds } from './core/configuration.js';
 export { majorityIndex, jointMajorityIndex, majorityVote, jointVote, type VoteOutcome } from './core/quorum.js';
 
 // Errors (every one a subclass of RaftError)
@@ -29,6 +29,7 @@ export {
   CommandForwardingError,
   ConfigurationChangeFailedError,
   StorageFailureError,
+  LogCompactedError,
   type ConfigurationChangeRefusal,
 } from './core/errors.js';
 
@@ -40,6 +41,7 @@ export {
   type RaftState,
   type RaftStatus,
   type CommandOptions,
+  type MembershipOptions,
   type RaftMemberSpec,
 } from './node/raft-node.js';
 export { RAFT_DEFAULTS, type RaftNodeOptions, type RaftTimingOptions, type RaftLogger } from './node/options.js';
@@ -47,7 +49,7 @@ export { SessionExpiredError } from './node/session-table.js';
 export { toStateMachine, type RaftStateMachine, type RaftApplyFunction, type RaftStateMachineLike } from './node/state-machine.js';
 
 // Storage
-export type { RaftStorage, StorageBatch } from './storage/storage.js';
+export type { RaftStorage, StorageBatch, StoredSnapshot, LogCompaction } from './storage/storage.js';
 export { EMPTY_HARD_STATE } from './storage/storage.js';
 export { StorageCorruptionError, StorageClosedError } from './storage/errors.js';
 export { MemoryStorage } from './storage/memory-storage.js';
@@ -63,6 +65,8 @@ export {
   RaftLogEntryEntity,
   RaftHardStateEntity,
   RaftBaseConfigurationEntity,
+  RaftSnapshotEntity,
+  RaftSnapshotChunkEntity,
 } from './storage/typeorm/index.js';
 export { EmbeddedPostgres, type EmbeddedPostgresOptions, type EmbeddedPostgresConnectionOptions } from './storage/embedded/index.js';
 

@@ -1,7 +1,7 @@
 import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { Observable } from 'rxjs';
 import type { NodeId } from '../core/types.js';
-import type { CommandOptions, CommittedEntry, RaftMemberSpec, RaftNode, RaftState, RaftStatus } from '../node/raft-node.js';
+import type { CommandOptions, CommittedEntry, MembershipOptions, RaftMemberSpec, RaftNode, RaftState, RaftStatus } from '../node/raft-node.js';
 import { RAFT_NODE } from './raft.constants.js';
 
 /**
@@ -103,17 +103,30 @@ export class RaftService implements OnApplicationBootstrap, BeforeApplicationShu
     return this.node.status();
   }
 
-  /** Changes the members to exactly `members` through joint consensus; resolves when C_new is committed. */
-  setConfiguration(members: readonly RaftMemberSpec[], options?: CommandOptions): Promise<void> {
+  /**
+   * Changes the voting members to exactly `members` through joint consensus, and the learners to
+   * `options.learners` when given; resolves when C_new is committed.
+   */
+  setConfiguration(members: readonly RaftMemberSpec[], options?: MembershipOptions): Promise<void> {
     return this.node.setConfiguration(members, options);
   }
 
-  /** Adds one member; a member without an id is asked for it at its url (`GET /raft/id`). */
+  /** Adds one voting member (a learner named here is promoted); a member without an id is asked for it at its url (`GET /raft/id`). */
   addMember(member: RaftMemberSpec, options?: CommandOptions): Promise<void> {
     return this.node.addMember(member, options);
   }
 
-  /** Removes one member; a removed leader steps down once the change is committed. */
+  /** Adds a learner: a non-voting member that receives the log (a read replica, or a server to catch up before it votes). */
+  addLearner(member: RaftMemberSpec, options?: CommandOptions): Promise<void> {
+    return this.node.addLearner(member, options);
+  }
+
+  /** Makes learner `id` a voter, through joint consensus. */
+  promoteLearner(id: NodeId, options?: CommandOptions): Promise<void> {
+    return this.node.promoteLearner(id, options);
+  }
+
+  /** Removes one member, voter or learner; a removed leader steps down once the change is committed. */
   removeMember(id: NodeId, options?: CommandOptions): Promise<void> {
     return this.node.removeMember(id, options);
   }

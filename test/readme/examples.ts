@@ -11,6 +11,13 @@ export class CounterMachine implements RaftStateMachine<number> {
     this.value += Number(new TextDecoder().decode(command));
     return this.value; // the answer of the command() call that proposed it
   }
+  // Optional: log compaction. With both, the node snapshots every `snapshotEvery` entries and drops the log before it.
+  snapshot(): Uint8Array {
+    return new TextEncoder().encode(String(this.value));
+  }
+  restore(data: Uint8Array): void {
+    this.value = Number(new TextDecoder().decode(data));
+  }
 }
 
 // --- the module ------------------------------------------------------------------------------
@@ -82,5 +89,19 @@ export class AuditTrail implements OnModuleInit {
     this.raft.commitsFrom(lastSeen + 1).subscribe((entry) => {
       if (entry.type === 'command') console.log(entry.index, entry.term, new TextDecoder().decode(entry.command));
     });
+  }
+}
+
+// --- a read replica: a learner receives the log but never votes ------------------------------
+@Injectable()
+export class ReplicaAdmin {
+  constructor(@Inject(RaftService) private readonly raft: RaftService) {}
+
+  async addReplica(url: string): Promise<void> {
+    await this.raft.addLearner({ url }); // its id is asked from the server at `url` (GET /raft/id)
+  }
+
+  async promote(id: number): Promise<void> {
+    await this.raft.promoteLearner(id); // joint consensus: it becomes a voter
   }
 }
