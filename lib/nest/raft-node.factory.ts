@@ -97,9 +97,19 @@ function lazyStateMachine(type: Type<RaftStateMachine>, moduleRef: ModuleRef): R
     instance = found ?? (await moduleRef.create(type));
     return instance;
   };
+  // Log compaction is offered only if the class has it (the node checks for snapshot/restore).
+  const prototype = type.prototype as Partial<RaftStateMachine>;
+  const compaction: Pick<RaftStateMachine, 'snapshot' | 'restore'> =
+    typeof prototype.snapshot === 'function' && typeof prototype.restore === 'function'
+      ? {
+          snapshot: async () => (await resolve()).snapshot!(),
+          restore: async (data, index) => (await resolve()).restore!(data, index),
+        }
+      : {};
   return {
     apply: async (command, index) => (instance ?? (await resolve())).apply(command, index),
     appliedIndex: async () => (await resolve()).appliedIndex?.() ?? 0,
+    ...compaction,
   };
 }
 

@@ -21,8 +21,10 @@ import {
   RPC_PATHS,
   TIMEOUT_HEADER,
   TO_HEADER,
+  decodeCommandBatch,
   encodeAnswer,
   encodeAppendEntriesResult,
+  encodeCommandOutcome,
   encodeInstallSnapshotResult,
   encodeRequestVoteResult,
   errorToWire,
@@ -65,6 +67,7 @@ class WrongNodeError extends Error {
  * | `POST appendentries` | JSON (`application/json` or `application/vnd.raft+json`) | `{ term, success, match_index, … }` |
  * | `POST requestvote` | JSON | `{ term, vote_granted, pre_vote? }` |
  * | `POST command` | the command's bytes, `application/octet-stream` | `{ result }` after commit |
+ * | `POST commands` | several commands, a binary batch (`encodeCommandBatch`) | `{ outcomes: [{ result } \| { status, error }] }` |
  * | `POST setconfiguration` | `{ peers: [{ id?, url? }], learners?: [{ id?, url? }] }` | `{ success: true }` after C_new commits |
  * | `POST readindex` | `{}` | `{ index }` |
  * | `POST timeoutnow` | `{ term, leader_id }` | `{}` |
@@ -176,6 +179,37 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
         const answer = await this.handler.command(new Uint8Array(command.buffer, command.byteOffset, command.byteLength), options);
         const result = encodeAnswer(answer);
         return result === undefined ? {} : { result };
+      });
+    }
+
+    /**
+     * Commands forwarded together by a follower (a binary batch, see `encodeCommandBatch`): answered
+     * with one outcome per command once each is answered; a command's failure fails only itself.
+     */
+    @Post(RPC_PATHS.commands)
+    commands(@Req() req: RaftHttpRequest, @Res() res: ServerResponse): Promise<void> {
+      return this.serve(req, res, false, async () => {
+        this.checkAddressee(req);
+        const limit = this.limits.bodyLimitBytes;
+        let bytes: Buffer;
+        if (this.authenticating) {
+          const peer = await this.security!.authenticate(req, { bodyLimit: limit });
+          this.authorize(req, peer, {});
+          bytes = peer.body;
+        } else {
+          bytes = await readRawBody(req, limit);
+        }
+        let batch: Uint8Array[];
+        try {
+          batch = decodeCommandBatch(bytes, this.limits.maxCommandBytes);
+        } catch (error) {
+          throw new InvalidRpcBodyError('commands', [(error as Error).message]);
+        }
+        const options = this.callOptions(req, res);
+        const outcomes = this.handler.commands
+          ? await this.handler.commands(batch, options)
+          : await Promise.all(batch.map((c) => this.handler.command(c, options).then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }))));
+        return { outcomes: outcomes.map(encodeCommandOutcome) };
       });
     }
 

@@ -19,7 +19,7 @@ import type {
   SnapshotMetadata,
 } from '../core/types.js';
 import type { RaftStorage, StoredSnapshot } from '../storage/storage.js';
-import type { RaftMember, RaftPeer, RaftRpcHandler, RaftTransport, RpcOptions } from '../transport/transport.js';
+import type { CommandOutcome, RaftMember, RaftPeer, RaftRpcHandler, RaftTransport, RpcOptions } from '../transport/transport.js';
 import {
   CommandAbortedError,
   CommandForwardingError,
@@ -130,6 +130,20 @@ interface PendingReply {
 
 const encoder = new TextEncoder();
 
+/** Forwarded batches in flight to one leader at a time; commands that arrive meanwhile wait for the next batch. */
+const MAX_FORWARD_BATCHES_IN_FLIGHT = 4;
+/** Most commands in one forwarded batch. */
+const MAX_FORWARD_BATCH = 1024;
+
+/** A command waiting to be forwarded to the leader with others. */
+interface ForwardItem {
+  readonly bytes: Uint8Array;
+  readonly deadline: number;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
+  settled: boolean;
+}
+
 /**
  * A Raft server: the engine ({@link RaftCore}) plus everything it must not do itself — a clock,
  * durable storage, the network and the state machine. Usable without Nest; `RaftModule` wraps it.
@@ -158,6 +172,8 @@ export class RaftNode {
   private applied = 0;
 
   private readonly peers = new Map<string, RaftPeer>();
+  /** Commands being forwarded to the leader, per peer (group forwarding, like group commit). */
+  private readonly forwarding = new Map<RaftPeer, { inFlight: number; queue: ForwardItem[] }>();
   /** This node's client session (thesis §6.3): a random id for the life of the process. */
   private readonly clientId = randomBytes(16).toString('hex');
   private nextSequence = 1;
@@ -228,6 +244,7 @@ export class RaftNode {
       appendEntries: (request) => node.receive(request, 'AppendEntriesResponse') as Promise<AppendEntriesResponse>,
       requestVote: (request) => node.receive(request, 'RequestVoteResponse') as Promise<RequestVoteResponse>,
       command: (command, rpcOptions) => node.proposeHere(command, rpcOptions),
+      commands: (commands, rpcOptions) => node.proposeBatchHere(commands, rpcOptions),
       setConfiguration: (members, rpcOptions, learners) => node.changeConfigurationHere(members, rpcOptions, learners),
       readIndex: (rpcOptions) => node.readIndexHere(rpcOptions),
       installSnapshot: (request, data) => node.receiveSnapshot(request, data),
@@ -425,7 +442,7 @@ export class RaftNode {
         if (leaderId) {
           const peer = this.peerFor(leaderId);
           if (!peer) throw new NotLeaderError(leaderId);
-          return await peer.command(bytes, { timeoutMs: remaining(), ...(signal ? { signal } : {}) });
+          return await this.forward(peer, bytes, remaining(), signal);
         }
       } catch (error) {
         if (error instanceof AnswerError) throw error.answer; // the state machine's own verdict
@@ -442,6 +459,82 @@ export class RaftNode {
   private lowestUnanswered(): number {
     while (this.lowestPending < this.nextSequence && !this.unanswered.has(this.lowestPending)) this.lowestPending++;
     return this.lowestPending;
+  }
+
+  /**
+   * Forwards `bytes` to the leader `peer`. With a few requests already in flight to it, commands wait
+   * and leave together in one request (`commands`), so a busy follower costs the leader one request
+   * per batch rather than one per command; alone, a command leaves at once by itself.
+   */
+  private forward(peer: RaftPeer, bytes: Uint8Array, timeoutMs: number, signal: AbortSignal | undefined): Promise<unknown> {
+    if (!peer.commands) return peer.command(bytes, { timeoutMs, ...(signal ? { signal } : {}) });
+    let lane = this.forwarding.get(peer);
+    if (!lane) this.forwarding.set(peer, (lane = { inFlight: 0, queue: [] }));
+    const queue = lane;
+    return new Promise<unknown>((resolve, reject) => {
+      const item: ForwardItem = { bytes, deadline: Date.now() + timeoutMs, resolve, reject, settled: false };
+      const settle = (action: () => void) => {
+        if (item.settled) return;
+        item.settled = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        action();
+      };
+      const onAbort = () => settle(() => reject(new CommandAbortedError()));
+      // The item's own deadline, whatever batch it ends up in (the answer may still come: at most once).
+      const timer = setTimeout(() => settle(() => reject(new CommandTimeoutError(timeoutMs))), Math.max(1, timeoutMs));
+      signal?.addEventListener('abort', onAbort);
+      (item as { resolve: (value: unknown) => void }).resolve = (value) => settle(() => resolve(value));
+      (item as { reject: (error: unknown) => void }).reject = (error) => settle(() => reject(error));
+      queue.queue.push(item);
+      this.flushForwarding(peer, queue);
+    });
+  }
+
+  private flushForwarding(peer: RaftPeer, lane: { inFlight: number; queue: ForwardItem[] }): void {
+    while (lane.inFlight < MAX_FORWARD_BATCHES_IN_FLIGHT && lane.queue.length > 0) {
+      const batch = lane.queue.splice(0, MAX_FORWARD_BATCH).filter((item) => !item.settled);
+      if (batch.length === 0) continue;
+      lane.inFlight++;
+      const timeoutMs = Math.max(1, Math.max(...batch.map((item) => item.deadline)) - Date.now());
+      const call: Promise<CommandOutcome[]> =
+        batch.length === 1
+          ? peer.command(batch[0]!.bytes, { timeoutMs }).then(
+              (value) => [{ ok: true, value }],
+              (error: unknown) => [{ ok: false, error }],
+            )
+          : peer.commands!(
+              batch.map((item) => item.bytes),
+              { timeoutMs },
+            );
+      call
+        .then(
+          (outcomes) => batch.forEach((item, i) => (outcomes[i]!.ok ? item.resolve(outcomes[i]!.value) : item.reject((outcomes[i] as { error: unknown }).error))),
+          (error: unknown) => batch.forEach((item) => item.reject(error)),
+        )
+        .finally(() => {
+          lane.inFlight--;
+          this.flushForwarding(peer, lane);
+        });
+    }
+  }
+
+  /** Proposes several forwarded commands on this leader together: one outcome each, in order. */
+  private proposeBatchHere(commands: readonly Uint8Array[], options: RpcOptions = {}): Promise<CommandOutcome[]> {
+    return Promise.all(
+      commands.map((command) => {
+        let outcome: Promise<SessionOutcome>;
+        try {
+          outcome = this.proposeOutcome(command, options);
+        } catch (error) {
+          return { ok: false as const, error };
+        }
+        return outcome.then(
+          (o): CommandOutcome => (o.ok ? { ok: true, value: o.value } : { ok: false, error: o.error }),
+          (error: unknown): CommandOutcome => ({ ok: false, error }),
+        );
+      }),
+    );
   }
 
   /** Proposes on this node, which must be the leader (also the target of a forwarded command). */

@@ -22,8 +22,10 @@ import type {
 import { CommandAbortedError, CommandTimeoutError } from '../core/errors.js';
 import { PeerUnreachableError } from './memory-transport.js';
 import { SnapshotTransferError, snapshotDigest } from './snapshot-assembler.js';
-import type { RaftMember, RaftPeer, RaftTransport, RpcOptions } from './transport.js';
+import type { CommandOutcome, RaftMember, RaftPeer, RaftTransport, RpcOptions } from './transport.js';
 import {
+  decodeCommandOutcomes,
+  encodeCommandBatch,
   DEFAULT_PATH_PREFIX,
   RAFT_JSON_CONTENT_TYPE,
   RPC_PATHS,
@@ -440,6 +442,13 @@ export class HttpPeer implements RaftPeer {
     const json = parseJson(answer, 'command');
     if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new WireFormatError('command: the answer is not a JSON object');
     return decodeAnswer((json as { result?: unknown }).result);
+  }
+
+  /** Forwards several commands in one request (`POST {prefix}/commands`, a binary batch); one outcome per command. */
+  async commands(commands: readonly Uint8Array[], options?: RpcOptions): Promise<CommandOutcome[]> {
+    const answer = await this.call('POST', RPC_PATHS.commands, { data: encodeCommandBatch(commands), contentType: 'application/octet-stream' }, 'command', options);
+    if (answer.status !== 200) throw errorAnswer(answer);
+    return decodeCommandOutcomes(parseJson(answer, 'commands'), commands.length);
   }
 
   /**

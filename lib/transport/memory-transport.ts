@@ -45,12 +45,13 @@ export class MemoryNetwork {
   }
 
   private peer(from: NodeId, to: NodeId): RaftPeer {
-    const call = async <T>(invoke: (handler: RaftRpcHandler) => Promise<T>, options?: RpcOptions): Promise<T> => {
+    /** `copy` stands for the wire: the answer is a copy (errors keep their class, as the wire maps them back). */
+    const call = async <T>(invoke: (handler: RaftRpcHandler) => Promise<T>, options?: RpcOptions, copy: (answer: T) => T = structuredClone): Promise<T> => {
       options?.signal?.throwIfAborted();
       const handler = this.handlers.get(to);
       if (!handler || this.cut.has(linkKey(from, to))) throw new PeerUnreachableError(`node ${to} is unreachable from node ${from}`);
       await Promise.resolve(); // never answer synchronously: a real network does not
-      const answer = structuredClone(await invoke(handler));
+      const answer = copy(await invoke(handler));
       if (this.cut.has(linkKey(from, to)) || !this.handlers.has(to)) throw new PeerUnreachableError(`lost the answer of node ${to}`);
       return answer;
     };
@@ -59,6 +60,12 @@ export class MemoryNetwork {
       appendEntries: (request, options) => call((h) => h.appendEntries(structuredClone(request)), options),
       requestVote: (request, options) => call((h) => h.requestVote(structuredClone(request)), options),
       command: (command, options) => call((h) => h.command(new Uint8Array(command), options), options),
+      commands: (commands, options) =>
+        call(async (h) => {
+          const copies = commands.map((c) => new Uint8Array(c));
+          if (h.commands) return h.commands(copies, options);
+          return Promise.all(copies.map((c) => h.command(c, options).then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }))));
+        }, options, (outcomes) => outcomes.map((o) => (o.ok ? { ok: true as const, value: structuredClone(o.value) } : o))),
       setConfiguration: (members, options, learners) =>
         call((h) => (learners ? h.setConfiguration(structuredClone(members), options, structuredClone(learners)) : h.setConfiguration(structuredClone(members), options)), options),
       timeoutNow: (request, options) =>

@@ -311,13 +311,14 @@ function identity(chunk: SnapshotChunk): string {
 function canonicalConfiguration(config: Configuration): unknown {
   const sorted = (ids: readonly NodeId[] | undefined) => (ids ? [...ids].sort((a, b) => a - b) : null);
   const addresses = config.addresses ? Object.entries(config.addresses).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)) : null;
-  return [sorted(config.voters), sorted(config.outgoing), addresses];
+  return [sorted(config.voters), sorted(config.outgoing), sorted(config.learners), addresses];
 }
 
 function copyConfiguration(config: Configuration): Configuration {
   return {
     voters: [...config.voters],
     ...(config.outgoing ? { outgoing: [...config.outgoing] } : {}),
+    ...(config.learners?.length ? { learners: [...config.learners] } : {}),
     ...(config.addresses ? { addresses: { ...config.addresses } } : {}),
   };
 }

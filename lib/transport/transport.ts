@@ -15,6 +15,9 @@ export interface RaftMember {
   readonly url?: string;
 }
 
+/** The outcome of one command of a forwarded batch: the state machine's answer, or why there is none. */
+export type CommandOutcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: unknown };
+
 /** Per-call options of an RPC. */
 export interface RpcOptions {
   /** Abort the call (its promise then rejects). */
@@ -33,6 +36,11 @@ export interface RaftRpcHandler {
   requestVote(request: RequestVoteRequest): Promise<RequestVoteResponse>;
   /** A command forwarded by a follower: resolves with the state machine's answer once applied. */
   command(command: Uint8Array, options?: RpcOptions): Promise<unknown>;
+  /**
+   * Several commands forwarded by a follower in one call (proposed together, so they share one
+   * batch on disk and on the wire): one outcome per command, in order, once each is answered.
+   */
+  commands?(commands: readonly Uint8Array[], options?: RpcOptions): Promise<CommandOutcome[]>;
   /**
    * A membership change forwarded by a follower: `members` are the voters, `learners` the non-voting
    * members (unchanged when left out). Resolves once C_new is committed.
@@ -59,6 +67,8 @@ export interface RaftPeer {
   requestVote(request: RequestVoteRequest, options?: RpcOptions): Promise<RequestVoteResponse>;
   /** Forwards a command to this peer (the leader); resolves with the state machine's answer. */
   command(command: Uint8Array, options?: RpcOptions): Promise<unknown>;
+  /** Forwards several commands in one call; one outcome per command, in order. Transports that cannot, leave it out. */
+  commands?(commands: readonly Uint8Array[], options?: RpcOptions): Promise<CommandOutcome[]>;
   /** Forwards a membership change (voters, and learners when given) to this peer (the leader). */
   setConfiguration(members: readonly RaftMember[], options?: RpcOptions, learners?: readonly RaftMember[]): Promise<void>;
   /** Asks this peer (the leader) for a confirmed read index; transports that cannot, leave it out. */

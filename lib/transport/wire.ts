@@ -209,7 +209,81 @@ export const RPC_PATHS = {
   readIndex: 'readindex',
   timeoutNow: 'timeoutnow',
   installSnapshot: 'installsnapshot',
+  commands: 'commands',
 } as const;
+
+// ------------------------------------------------------------------------------------------ command batches
+
+/** Most commands in one forwarded batch. */
+export const MAX_COMMANDS_PER_BATCH = 4096;
+
+/**
+ * A batch of forwarded commands as one binary body (`application/octet-stream`): the count (uint32,
+ * big-endian), then each command as its length (uint32) and its bytes. No base64, no JSON.
+ */
+export function encodeCommandBatch(commands: readonly Uint8Array[]): Buffer {
+  let size = 4;
+  for (const c of commands) size += 4 + c.byteLength;
+  const out = Buffer.allocUnsafe(size);
+  out.writeUInt32BE(commands.length, 0);
+  let at = 4;
+  for (const c of commands) {
+    out.writeUInt32BE(c.byteLength, at);
+    out.set(c, at + 4);
+    at += 4 + c.byteLength;
+  }
+  return out;
+}
+
+/**
+ * Reads a batch written by {@link encodeCommandBatch}; each command is a view of `bytes`.
+ * @throws WireFormatError naming what is wrong (count, a length past the end, trailing bytes, a command too large).
+ */
+export function decodeCommandBatch(bytes: Uint8Array, maxCommandBytes: number): Uint8Array[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (bytes.byteLength < 4) throw new WireFormatError('a command batch starts with its count (4 bytes)');
+  const count = view.getUint32(0);
+  if (count === 0 || count > MAX_COMMANDS_PER_BATCH) throw new WireFormatError(`a command batch holds 1 to ${MAX_COMMANDS_PER_BATCH} commands, not ${count}`);
+  const commands: Uint8Array[] = [];
+  let at = 4;
+  for (let i = 0; i < count; i++) {
+    if (at + 4 > bytes.byteLength) throw new WireFormatError(`command ${i} of ${count}: the batch ends before its length`);
+    const length = view.getUint32(at);
+    if (length > maxCommandBytes) throw new WireFormatError(`command ${i} of ${count} is ${length} bytes, more than ${maxCommandBytes}`);
+    if (at + 4 + length > bytes.byteLength) throw new WireFormatError(`command ${i} of ${count}: ${length} bytes announced, the batch ends before`);
+    commands.push(bytes.subarray(at + 4, at + 4 + length));
+    at += 4 + length;
+  }
+  if (at !== bytes.byteLength) throw new WireFormatError(`a command batch of ${count} commands has ${bytes.byteLength - at} bytes too many`);
+  return commands;
+}
+
+/** One outcome of a batch on the wire: `{ result }` (absent for undefined), or `{ status, error }` as an error answer. */
+export type WireCommandOutcome = { readonly result?: JsonValue } | { readonly status: number; readonly error: ErrorBody };
+
+export function encodeCommandOutcome(outcome: { ok: true; value: unknown } | { ok: false; error: unknown }): WireCommandOutcome {
+  if (outcome.ok) {
+    const result = encodeAnswer(outcome.value);
+    return result === undefined ? {} : { result };
+  }
+  const { status, body } = errorToWire(outcome.error);
+  return { status, error: body };
+}
+
+/** @throws WireFormatError when `json` is not one outcome per command. */
+export function decodeCommandOutcomes(json: unknown, count: number): ({ ok: true; value: unknown } | { ok: false; error: RaftError })[] {
+  const outcomes = isPlainObject(json) ? (json as { outcomes?: unknown }).outcomes : undefined;
+  if (!Array.isArray(outcomes) || outcomes.length !== count) throw new WireFormatError(`commands: expected ${count} outcomes`);
+  return outcomes.map((o: unknown) => {
+    if (!isPlainObject(o)) throw new WireFormatError('commands: an outcome is not an object');
+    const item = o as Record<string, unknown>;
+    if (item.status !== undefined) {
+      if (!isIndex(item.status)) throw new WireFormatError('commands: an outcome has a bad status');
+      return { ok: false as const, error: errorFromWire(item.status, item.error) };
+    }
+    return { ok: true as const, value: decodeAnswer(item.result) };
+  });
+}
 
 // ------------------------------------------------------------------------------------------ errors
 

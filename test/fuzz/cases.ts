@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createRaftRequestSigner } from '../../lib/transport/auth.js';
-import { TIMEOUT_HEADER, TO_HEADER } from '../../lib/transport/wire.js';
+import { TIMEOUT_HEADER, TO_HEADER, encodeCommandBatch } from '../../lib/transport/wire.js';
 import type { FuzzNode } from './cluster.js';
 import type { FuzzRandom } from './prng.js';
 
@@ -63,7 +63,7 @@ export const SIGNED_SOURCE = '127.0.0.30';
 
 const JSON_ROUTES = ['appendentries', 'requestvote', 'setconfiguration', 'installsnapshot'] as const;
 type JsonRoute = (typeof JSON_ROUTES)[number];
-const POST_ROUTES = [...JSON_ROUTES, 'command'] as const;
+const POST_ROUTES = [...JSON_ROUTES, 'command', 'commands'] as const;
 type PostRoute = (typeof POST_ROUTES)[number];
 const OTHER_SECRETS = ['a different cluster secret 0123', 'raft', '', 'nestjs-raft integration test cluster secret'];
 
@@ -264,7 +264,10 @@ function signed(ctx: FuzzContext, url: string, body: Buffer, as: SignAs, content
   return { ...headers, ...sign({ method: 'POST', url: target, path: target.pathname + target.search, body, to: as.to, headers }) };
 }
 
-const contentTypeOf = (route: PostRoute) => (route === 'command' ? 'application/octet-stream' : 'application/vnd.raft+json');
+const contentTypeOf = (route: PostRoute) => (route === 'command' || route === 'commands' ? 'application/octet-stream' : 'application/vnd.raft+json');
+const A_COMMAND = Buffer.from('{"op":"put","key":"k","value":1}');
+/** A well-formed body of a binary route (a command, or a batch of them). */
+const binaryBody = (route: 'command' | 'commands'): Buffer => (route === 'command' ? A_COMMAND : encodeCommandBatch([A_COMMAND, A_COMMAND]));
 
 // ------------------------------------------------------------------------------------------ generators
 
@@ -281,6 +284,7 @@ function target(rng: FuzzRandom, ctx: FuzzContext) {
 /** Some body for an unauthenticated request: valid-looking, malformed or garbage. */
 function anyBody(rng: FuzzRandom, ctx: FuzzContext, route: PostRoute, sender: number): Buffer {
   if (route === 'command') return rng.chance(0.5) ? Buffer.from(JSON.stringify({ op: 'put', key: 'pwned', value: 1 })) : rng.bytes(rng.int(300));
+  if (route === 'commands') return rng.chance(0.5) ? encodeCommandBatch([Buffer.from(JSON.stringify({ op: 'put', key: 'pwned', value: 1 }))]) : rng.bytes(rng.int(300));
   if (rng.chance(0.6)) return Buffer.from(JSON.stringify(validBody(rng, ctx, route, sender)));
   return Buffer.from(malformedBody(rng, ctx, route, sender).text);
 }
@@ -366,7 +370,7 @@ const replayed: Generator = (rng, ctx) => {
 const selfSender: Generator = (rng, ctx) => {
   const { node } = target(rng, ctx);
   const route = rng.pick(POST_ROUTES);
-  const body = route === 'command' ? Buffer.from('{"op":"put","key":"k","value":1}') : Buffer.from(JSON.stringify(validBody(rng, ctx, route, node.id)));
+  const body = route === 'command' || route === 'commands' ? binaryBody(route) : Buffer.from(JSON.stringify(validBody(rng, ctx, route, node.id)));
   const url = `${node.rpcUrl}/raft/${route}`;
   return { kind: 'rpc/signed-as-the-receiver', url, method: 'POST', headers: signed(ctx, url, body, { sender: node.id, to: node.id }, contentTypeOf(route)), body, localAddress: SIGNED_SOURCE, expect: [403], expectCode: 'sender_is_self' };
 };
@@ -374,7 +378,7 @@ const selfSender: Generator = (rng, ctx) => {
 const wrongCluster: Generator = (rng, ctx) => {
   const { node, sender } = target(rng, ctx);
   const route = rng.pick(POST_ROUTES);
-  const body = route === 'command' ? Buffer.from('{"op":"put","key":"k","value":1}') : Buffer.from(JSON.stringify(validBody(rng, ctx, route, sender)));
+  const body = route === 'command' || route === 'commands' ? binaryBody(route) : Buffer.from(JSON.stringify(validBody(rng, ctx, route, sender)));
   const url = `${node.rpcUrl}/raft/${route}`;
   const clusterId = rng.pick(['default', `${ctx.clusterId}x`, 'production', 'a/b', '']) || 'x';
   return { kind: 'rpc/wrong-cluster', url, method: 'POST', headers: signed(ctx, url, body, { sender, to: node.id, clusterId }, contentTypeOf(route)), body, localAddress: SIGNED_SOURCE, expect: [412], expectCode: 'wrong_cluster' };
@@ -383,7 +387,7 @@ const wrongCluster: Generator = (rng, ctx) => {
 const wrongAddressee: Generator = (rng, ctx) => {
   const { node, others, sender } = target(rng, ctx);
   const route = rng.pick(POST_ROUTES);
-  const body = route === 'command' ? Buffer.from('{"op":"put","key":"k","value":1}') : Buffer.from(JSON.stringify(validBody(rng, ctx, route, sender)));
+  const body = route === 'command' || route === 'commands' ? binaryBody(route) : Buffer.from(JSON.stringify(validBody(rng, ctx, route, sender)));
   const url = `${node.rpcUrl}/raft/${route}`;
   const to = rng.pick([...others, rng.between(4, 1000)]);
   return { kind: 'rpc/wrong-node', url, method: 'POST', headers: signed(ctx, url, body, { sender, to }, contentTypeOf(route)), body, localAddress: SIGNED_SOURCE, expect: [409], expectCode: 'wrong_node' };
@@ -399,6 +403,25 @@ function signedMalformed(rng: FuzzRandom, ctx: FuzzContext): FuzzRequest {
 }
 
 const signedMalformedBody: Generator = (rng, ctx) => signedMalformed(rng, ctx);
+
+/** A signed batch of forwarded commands whose framing is broken: 400, nothing proposed. */
+const signedMalformedBatch: Generator = (rng, ctx) => {
+  const { node, sender } = target(rng, ctx);
+  const good = encodeCommandBatch([A_COMMAND, A_COMMAND]);
+  const mutations: [string, () => Buffer][] = [
+    ['empty', () => Buffer.alloc(0)],
+    ['truncated', () => good.subarray(0, rng.between(1, good.length - 1))],
+    ['trailing bytes', () => Buffer.concat([good, rng.bytes(rng.between(1, 16))])],
+    ['zero count', () => Buffer.from([0, 0, 0, 0])],
+    ['huge count', () => Buffer.concat([Buffer.from([0xff, 0xff, 0xff, 0xff]), good.subarray(4)])],
+    ['length past the end', () => Buffer.concat([Buffer.from([0, 0, 0, 1, 0, 0x10, 0, 0]), A_COMMAND])],
+    ['oversized command', () => encodeCommandBatch([Buffer.alloc(ctx.maxCommandBytes + 1, 0x20)])],
+  ];
+  const [mutation, make] = rng.pick(mutations);
+  const body = make();
+  const url = `${node.rpcUrl}/raft/commands`;
+  return { kind: `rpc/commands-${mutation}`, url, method: 'POST', headers: signed(ctx, url, body, { sender, to: node.id }, 'application/octet-stream'), body, localAddress: SIGNED_SOURCE, expect: [400] };
+};
 
 const signedOversized: Generator = (rng, ctx) => {
   const { node, sender } = target(rng, ctx);
@@ -554,6 +577,7 @@ export const GENERATORS: ReadonlyArray<readonly [number, Generator]> = [
   [4, wrongCluster],
   [3, wrongAddressee],
   [18, signedMalformedBody],
+  [3, signedMalformedBatch],
   [3, signedOversized],
   [2, signedWrongContentType],
   [2, signedBadTimeout],

@@ -9,6 +9,8 @@ import { RaftExceptionFilter, RaftService, createRaftRequestSigner } from '../..
 import { RAFT_BASE_CONFIGURATION_TABLE } from '../../lib/storage/typeorm/entities/raft-base-configuration.entity.js';
 import { RAFT_HARD_STATE_TABLE } from '../../lib/storage/typeorm/entities/raft-hard-state.entity.js';
 import { RAFT_LOG_ENTRIES_TABLE } from '../../lib/storage/typeorm/entities/raft-log-entry.entity.js';
+import { RAFT_SNAPSHOT_CHUNKS_TABLE } from '../../lib/storage/typeorm/entities/raft-snapshot-chunk.entity.js';
+import { RAFT_SNAPSHOTS_TABLE } from '../../lib/storage/typeorm/entities/raft-snapshot.entity.js';
 import { AppModule } from '../../sample/src/app.module.js';
 import type { SampleConfig } from '../../sample/src/config.js';
 
@@ -49,6 +51,23 @@ export async function dropTestClusters(): Promise<void> {
   await client.connect();
   try {
     for (const table of [RAFT_LOG_ENTRIES_TABLE, RAFT_HARD_STATE_TABLE, RAFT_BASE_CONFIGURATION_TABLE]) {
+      await client.query(`DELETE FROM ${table} WHERE cluster_id = ANY($1)`, [usedClusterIds]);
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Deletes the snapshot rows (`raft_snapshots`, `raft_snapshot_chunks`) of every cluster this file
+ * created: for tests whose nodes compact their logs (call it with {@link dropTestClusters}).
+ */
+export async function dropTestClusterSnapshots(): Promise<void> {
+  if (!REAL_POSTGRES) return;
+  const client = new pg.Client({ connectionString: DATABASE_URL });
+  await client.connect();
+  try {
+    for (const table of [RAFT_SNAPSHOT_CHUNKS_TABLE, RAFT_SNAPSHOTS_TABLE]) {
       await client.query(`DELETE FROM ${table} WHERE cluster_id = ANY($1)`, [usedClusterIds]);
     }
   } finally {

@@ -608,3 +608,50 @@ describe('HttpPeer against the controller', () => {
     });
   }
 });
+
+describe('forwarded command batches (POST commands)', () => {
+  it('carries several commands in one request, with one outcome each: answers, and typed errors that fail only their command', async () => {
+    const { url, handler } = await startApp({ prefix: '/rpc' });
+    const transport = new HttpTransport({ pathPrefix: '/rpc' });
+    try {
+      const peer = await transport.peerAt(url);
+      handler.behave.command = (command: Uint8Array) => {
+        if (command[0] === 9) return Promise.reject(new NotLeaderError(3, 'http://127.0.0.1:3003'));
+        if (command[0] === 8) return Promise.reject(new Error('the state machine refused it'));
+        return Promise.resolve(new Uint8Array([...command].reverse()));
+      };
+      const outcomes = await peer.commands!([new Uint8Array([1, 2]), new Uint8Array([9]), new Uint8Array(0), new Uint8Array([8])], { timeoutMs: 800 });
+      expect(handler.calls.filter((c) => c.method === 'command')).toHaveLength(4);
+      expect(outcomes[0]).toEqual({ ok: true, value: new Uint8Array([2, 1]) });
+      expect(outcomes[1]!.ok).toBe(false);
+      expect((outcomes[1] as { error: unknown }).error).toBeInstanceOf(NotLeaderError);
+      expect((outcomes[1] as { error: NotLeaderError }).error.leaderId).toBe(3);
+      expect(outcomes[2]).toEqual({ ok: true, value: new Uint8Array(0) });
+      expect((outcomes[3] as { error: Error }).error.message).toMatch(/the state machine refused it/);
+      expect((handler.calls[0]!.args[1] as RpcOptions).timeoutMs).toBe(800);
+    } finally {
+      await transport.close();
+    }
+  });
+
+  it('refuses a malformed batch with 400 and a message, without calling the node', async () => {
+    const { url, handler } = await startApp({ limits: { maxCommandBytes: 64 } });
+    const frame = (...parts: number[][]) => new Uint8Array(parts.flat());
+    const u32 = (n: number) => [(n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255];
+    const cases: [string, Uint8Array, RegExp][] = [
+      ['an empty body', new Uint8Array(0), /starts with its count/],
+      ['a count of zero', frame(u32(0)), /holds 1 to 4096 commands, not 0/],
+      ['a count too large', frame(u32(5000)), /not 5000/],
+      ['a length past the end', frame(u32(1), u32(10), [1, 2]), /10 bytes announced, the batch ends before/],
+      ['a missing command', frame(u32(2), u32(1), [7]), /command 1 of 2: the batch ends before its length/],
+      ['trailing bytes', frame(u32(1), u32(1), [7], [0]), /1 bytes too many/],
+      ['an oversized command', frame(u32(1), u32(65), new Array<number>(65).fill(1)), /65 bytes, more than 64/],
+    ];
+    for (const [what, body, message] of cases) {
+      const answer = await post(`${url}/raft/commands`, body, 'application/octet-stream');
+      expect(answer.status, what).toBe(400);
+      expect(answer.json.error, what).toMatch(message);
+    }
+    expect(handler.calls).toEqual([]);
+  });
+});

@@ -59,3 +59,38 @@ describe('learners in the node', { timeout: 30_000 }, () => {
     expect(leader.status().members.map((m) => m.id)).toEqual([1, 2, 3]);
   });
 });
+
+describe('forwarding commands from a follower', { timeout: 30_000 }, () => {
+  it('sends concurrent commands in batches: fewer requests than commands, every command applied once with its own answer', async () => {
+    const c = new MemoryCluster([1, 2, 3]);
+    clusters.push(c);
+    await c.startAll();
+    const leader = await c.leader();
+    const follower = c.node([1, 2, 3].find((id) => id !== leader.id)!);
+    let single = 0;
+    let batches = 0;
+    let batched = 0;
+    const handler = leader.rpcHandler;
+    c.network.register({
+      ...handler,
+      command: (command, options) => {
+        single++;
+        return handler.command(command, options);
+      },
+      commands: (commands, options) => {
+        batches++;
+        batched += commands.length;
+        return handler.commands!(commands, options);
+      },
+    });
+    const answers = await Promise.all(Array.from({ length: 300 }, (_, i) => follower.command(`set k${i} v${i}`)));
+    expect(answers).toEqual(Array.from({ length: 300 }, (_, i) => `v${i}`));
+    expect(single + batched).toBe(300);
+    expect(single + batches).toBeLessThan(100); // most of them shared a request
+    const machine = c.machines.get(leader.id)!;
+    expect(machine.data.size).toBe(300);
+    // Applied exactly once each: 300 commands, no duplicate application.
+    const appliedCommands = machine.appliedIndexes.length;
+    expect(appliedCommands).toBe(300);
+  });
+});
