@@ -169,6 +169,11 @@ describe('a cluster over signed RPCs on their own listener', () => {
     }
     expect((await send(`${all[0]!.rpcUrl}/raft/id`, { method: 'GET' })).text).toBe('1');
     expect((await send(`${all[0]!.rpcUrl}/raft/appendentries`, { body: '{}' })).status).toBe(401);
+    // The listener serves the RPC routes and nothing else: other paths and methods are 404.
+    for (const [method, path] of [['GET', '/raft/appendentries'], ['POST', '/raft/nope'], ['GET', '/'], ['POST', '/kv/x']] as const) {
+      expect((await send(`${all[0]!.rpcUrl}${path}`, { method, ...(method === 'POST' ? { body: '{}' } : {}) })).status, `${method} ${path}`).toBe(404);
+    }
+    expect((await send(`${all[0]!.rpcUrl}/raft/id?x=1`, { method: 'GET' })).text).toBe('1');
 
     // The outsider's requests are refused, so it never learns the log; the others never accept it as leader.
     const outsiderRaft = outsider.get(RaftService);
