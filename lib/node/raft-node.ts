@@ -5,6 +5,7 @@ import { RaftCore } from '../core/raft.js';
 import type {
   AppendEntriesRequest,
   AppendEntriesResponse,
+  Configuration,
   ConfigurationChangeOutcome,
   Entry,
   EntryType,
@@ -46,6 +47,8 @@ export interface CommittedEntry {
   readonly type: EntryType;
   /** The command's bytes (empty for `noop` and `config` entries). */
   readonly command: Uint8Array;
+  /** For a `config` entry: the configuration it holds (committed now). */
+  readonly configuration?: Configuration;
 }
 
 /** Role, term and leader, as `state$` emits them. */
@@ -1076,7 +1079,7 @@ export class RaftNode {
         if (waiter.term !== entry.term) waiter.reject(new LeadershipLostError('the command was overwritten by a later leader and not applied'));
         else waiter.resolve(outcome);
       }
-      this.commitSubject.next({ index: entry.index, term: entry.term, type: entry.type, command: payload });
+      this.commitSubject.next({ index: entry.index, term: entry.term, type: entry.type, command: payload, ...(entry.config ? { configuration: entry.config } : {}) });
       for (let i = this.appliedWaiters.length - 1; i >= 0; i--) {
         if (this.appliedWaiters[i]!.index <= entry.index) this.appliedWaiters.splice(i, 1)[0]!.resolve();
       }
@@ -1360,7 +1363,7 @@ function toCommitted(entry: Entry): CommittedEntry {
       // a damaged envelope is shown as stored
     }
   }
-  return { index: entry.index, term: entry.term, type: entry.type, command };
+  return { index: entry.index, term: entry.term, type: entry.type, command, ...(entry.config ? { configuration: entry.config } : {}) };
 }
 
 /** Carries the state machine's own error through the retry loop, so it is never mistaken for a transport failure. */

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { inspect } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { Configuration } from '../../lib/core/types.js';
 import { CommittedMembershipTracker, type MembershipSource } from '../../lib/nest/security/membership-view.js';
 import { AddressRateLimiter } from '../../lib/nest/security/rate-limiter.js';
 import { resolveClusterAuth } from '../../lib/nest/security/cluster-auth.js';
@@ -176,11 +177,12 @@ describe('CommittedMembershipTracker', () => {
   function source() {
     const commits = new Subject<CommittedEntry>();
     // Only the fields the tracker reads (RaftStatus has more).
-    let status = { nodeId: 1, role: 'follower', term: 1, leaderId: 1, commitIndex: 0, appliedIndex: 0, lastIndex: 0, members: [], joint: false } as unknown as RaftStatus;
+    let status = { nodeId: 1, role: 'follower', term: 1, leaderId: 1, commitIndex: 0, appliedIndex: 0, lastIndex: 0, members: [], learners: [], joint: false } as unknown as RaftStatus;
     const src: MembershipSource = { commits$: commits, status: () => status };
     const set = (s: Partial<RaftStatus>) => (status = { ...status, ...s });
     const members = (...ids: number[]) => ids.map((id) => ({ id }));
-    const apply = (index: number, term: number, type: CommittedEntry['type'] = 'command') => commits.next({ index, term, type, command: new Uint8Array() });
+    const apply = (index: number, term: number, configuration?: Configuration) =>
+      commits.next({ index, term, type: configuration ? 'config' : 'command', command: new Uint8Array(), ...(configuration ? { configuration } : {}) });
     return { src, set, members, apply };
   }
 
@@ -192,10 +194,10 @@ describe('CommittedMembershipTracker', () => {
     apply(1, 1);
     expect(tracker.removal(3)).toBeUndefined(); // no configuration entry seen yet
     set({ members: members(1, 2), joint: true, lastIndex: 3 });
-    apply(2, 4, 'config'); // C_old,new applied while C_new is already appended
+    apply(2, 4, { voters: [1, 2], outgoing: [1, 2, 3] }); // C_old,new committed: 3 still votes in C_old
     expect(tracker.removal(3)).toBeUndefined();
     set({ joint: false });
-    apply(3, 4, 'config'); // C_new applied, nothing behind it
+    apply(3, 4, { voters: [1, 2] }); // C_new committed
     expect(tracker.removal(3)).toEqual({ removedInTerm: 4 });
     expect(tracker.removal(2)).toBeUndefined();
     expect(tracker.removal(9)).toBeUndefined(); // never a member: unknown, not removed
@@ -204,14 +206,20 @@ describe('CommittedMembershipTracker', () => {
     tracker.close();
   });
 
-  it('does not trust a configuration with uncommitted entries behind it', () => {
+  it('counts learners as members: a removed voter added back as a learner is not refused', () => {
     const { src, set, members, apply } = source();
     const tracker = new CommittedMembershipTracker(src, [1, 2, 3]);
     tracker.listen();
+    apply(5, 2, { voters: [1, 2] });
     set({ members: members(1, 2), lastIndex: 6 });
-    apply(5, 2, 'config');
-    expect(tracker.removal(3)).toBeUndefined();
-    apply(6, 2);
     expect(tracker.removal(3)).toEqual({ removedInTerm: 2 });
+    set({ learners: members(3), lastIndex: 7 }); // appended, not yet committed
+    expect(tracker.removal(3)).toBeUndefined();
+    apply(7, 3, { voters: [1, 2], learners: [3] });
+    set({ learners: [] }); // even if the log moved on, the committed configuration has it
+    expect(tracker.removal(3)).toBeUndefined();
+    apply(9, 3, { voters: [1, 2] }); // removed as a learner too
+    expect(tracker.removal(3)).toEqual({ removedInTerm: 3 });
   });
 });
+

@@ -16,14 +16,15 @@
  * (Leader Completeness, §5.4), so no leader in a term ≤ that of C can be missing it. Requests from X in
  * such terms are stale for Raft anyway; the 410 only tells X why, instead of a plain refusal.
  *
- * The committed configuration is observed through the node's public surface: when an entry is applied
- * and it is the last entry of the log (nothing uncommitted behind it) and no joint configuration is in
- * effect, the log's configuration (`status().members`) is committed, and its entry is the last `config`
- * entry applied while this tracker listened (`commits$` gives its term). Without such an observation
- * since the process started, nobody is considered removed. Under constant load the view can lag; a
- * stale view only refuses less, never more (the argument above holds for any committed C).
+ * The committed configuration is observed exactly: a `config` entry that is applied is committed, and
+ * `commits$` carries its configuration and term; one that is not joint (C_new, or a change of learners)
+ * is the committed configuration C. Learners count as members. Without such an observation since the
+ * process started (or when the configuration arrived inside an installed snapshot), the view is older
+ * than the truth: a stale view only refuses less, never more (the argument above holds for any
+ * committed C).
  */
 import type { Subscription } from 'rxjs';
+import { membersOf } from '../../core/configuration.js';
 import type { NodeId } from '../../core/types.js';
 import type { CommittedEntry, RaftStatus } from '../../node/raft-node.js';
 
@@ -50,8 +51,6 @@ export class CommittedMembershipTracker implements RaftMembershipView {
   private readonly known = new Set<NodeId>();
   /** Members of the latest committed configuration observed, and the term of its entry. */
   private committed: { readonly members: ReadonlySet<NodeId>; readonly term: number } | undefined;
-  /** Term of the last `config` entry applied while listening. */
-  private lastConfigTerm: number | undefined;
   private subscription: Subscription | undefined;
 
   constructor(
@@ -80,20 +79,17 @@ export class CommittedMembershipTracker implements RaftMembershipView {
     } catch {
       return undefined;
     }
-    if (latest.members.some((m) => m.id === id)) return undefined; // being added again
+    // In the latest configuration of the log (being added again, as a voter or a learner).
+    if (latest.members.some((m) => m.id === id) || (latest.learners ?? []).some((m) => m.id === id)) return undefined;
     return { removedInTerm: committed.term };
   }
 
+  /** Only `config` entries matter, so this costs nothing per command (it is on the apply path). */
   private onApplied(entry: CommittedEntry): void {
-    if (entry.type === 'config') this.lastConfigTerm = entry.term;
-    let status: RaftStatus;
-    try {
-      status = this.source.status();
-    } catch {
-      return;
-    }
-    for (const member of status.members) this.known.add(member.id);
-    if (this.lastConfigTerm === undefined || status.joint || status.lastIndex !== entry.index) return;
-    this.committed = { members: new Set(status.members.map((m) => m.id)), term: this.lastConfigTerm };
+    const config = entry.type === 'config' ? entry.configuration : undefined;
+    if (!config) return;
+    for (const id of membersOf(config)) this.known.add(id);
+    if (config.outgoing) return; // C_old,new: C_new follows
+    this.committed = { members: new Set([...config.voters, ...(config.learners ?? [])]), term: entry.term };
   }
 }
