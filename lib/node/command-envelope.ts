@@ -71,15 +71,19 @@ export function decodeCommand(bytes: Uint8Array): DecodedCommand {
   return { session: { clientId, sequence, lowestUnanswered }, payload: bytes.subarray(HEADER + SESSION_FIELDS) };
 }
 
+/** The last client id converted (a node encodes every command with its one id): parsing it each time showed in profiles. */
+let lastHex = '';
+let lastBytes = new Uint8Array(16);
+
 function hexToBytes(hex: string): Uint8Array {
+  if (hex === lastHex) return lastBytes;
   if (!/^[0-9a-f]{32}$/.test(hex)) throw new CommandEnvelopeError(`client id must be 32 lowercase hex characters`);
-  const out = new Uint8Array(16);
-  for (let i = 0; i < 16; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  const out = new Uint8Array(Buffer.from(hex, 'hex'));
+  lastHex = hex;
+  lastBytes = out;
   return out;
 }
 
 function bytesToHex(bytes: Uint8Array): string {
-  let hex = '';
-  for (const b of bytes) hex += b.toString(16).padStart(2, '0');
-  return hex;
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
