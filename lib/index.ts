@@ -30,6 +30,7 @@ export {
   ConfigurationChangeFailedError,
   StorageFailureError,
   LogCompactedError,
+  CommitsOverflowError,
   type ConfigurationChangeRefusal,
 } from './core/errors.js';
 

@@ -122,3 +122,16 @@ export class LogCompactedError extends RaftError {
     super(`entries before ${firstIndex} were compacted into a snapshot; cannot replay from ${requestedIndex}`);
   }
 }
+
+/**
+ * A `commits$` subscriber fell so far behind (its buffer of `limit` entries is full) that it was ended,
+ * so that it could not hold up the node: resume with `commitsFrom(lastDeliveredIndex + 1)`.
+ */
+export class CommitsOverflowError extends RaftError {
+  constructor(
+    readonly lastDeliveredIndex: number,
+    readonly limit: number,
+  ) {
+    super(`a commits$ subscriber fell ${limit} entries behind and was ended; resume with commitsFrom(${lastDeliveredIndex + 1})`);
+  }
+}

@@ -49,6 +49,11 @@ export interface RaftTimingOptions {
    * with entries rather than a whole snapshot. Default 1 000.
    */
   readonly snapshotTrailingEntries?: number;
+  /**
+   * Entries a `commits$` subscriber may fall behind before it is ended with CommitsOverflowError
+   * (so that it cannot hold up the node). Default 100 000.
+   */
+  readonly commitsBufferEntries?: number;
   /** PreVote (thesis §9.6). Default true. */
   readonly preVote?: boolean;
   /** CheckQuorum (thesis §6.2). Default true. */
@@ -89,6 +94,7 @@ export interface ResolvedTiming {
   readonly sessionExpiryEntries: number;
   readonly snapshotEvery: number;
   readonly snapshotTrailingEntries: number;
+  readonly commitsBufferEntries: number;
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
 }
@@ -104,6 +110,7 @@ export const RAFT_DEFAULTS = {
   sessionExpiryEntries: 100_000,
   snapshotEvery: 10_000,
   snapshotTrailingEntries: 1_000,
+  commitsBufferEntries: 100_000,
 } as const;
 
 function positive(field: string, value: number | undefined, integer = false): void {
@@ -118,7 +125,7 @@ export function resolveTiming(options: RaftTimingOptions): ResolvedTiming {
   for (const field of ['electionTimeoutMs', 'heartbeatIntervalMs', 'tickMs', 'rpcTimeoutMs', 'commandTimeoutMs'] as const) {
     positive(field, options[field]);
   }
-  for (const field of ['maxEntriesPerAppend', 'maxBytesPerAppend', 'maxInflightAppends', 'maxCommandBytes', 'sessionExpiryEntries'] as const) {
+  for (const field of ['maxEntriesPerAppend', 'maxBytesPerAppend', 'maxInflightAppends', 'maxCommandBytes', 'sessionExpiryEntries', 'commitsBufferEntries'] as const) {
     positive(field, options[field], true);
   }
   for (const field of ['snapshotEvery', 'snapshotTrailingEntries'] as const) {
@@ -147,6 +154,7 @@ export function resolveTiming(options: RaftTimingOptions): ResolvedTiming {
     sessionExpiryEntries: options.sessionExpiryEntries ?? RAFT_DEFAULTS.sessionExpiryEntries,
     snapshotEvery: options.snapshotEvery ?? RAFT_DEFAULTS.snapshotEvery,
     snapshotTrailingEntries: options.snapshotTrailingEntries ?? RAFT_DEFAULTS.snapshotTrailingEntries,
+    commitsBufferEntries: options.commitsBufferEntries ?? RAFT_DEFAULTS.commitsBufferEntries,
     preVote: options.preVote ?? true,
     checkQuorum: options.checkQuorum ?? true,
   };

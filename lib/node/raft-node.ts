@@ -1,6 +1,7 @@
 import { BehaviorSubject, Observable, Subject, distinctUntilChanged, map } from 'rxjs';
 import { sameIds, validateVoterIds } from '../core/configuration.js';
-import { ConfigurationChangeError, LogCompactedError, NotLeaderError, RaftError, RaftInvariantError } from '../core/errors.js';
+import { CommitsOverflowError, ConfigurationChangeError, LogCompactedError, NotLeaderError, RaftError, RaftInvariantError } from '../core/errors.js';
+import { CommitFanout } from './commit-fanout.js';
 import { RaftCore } from '../core/raft.js';
 import type {
   AppendEntriesRequest,
@@ -201,15 +202,20 @@ export class RaftNode {
   private nextReadId = 1;
   private readonly changeWaiters = new Map<number, Waiter<void>>();
   private readonly stateSubject = new BehaviorSubject<RaftState>({ role: 'stopped', term: 0, leaderId: 0 });
-  private readonly commitSubject = new Subject<CommittedEntry>();
+  private readonly commitFanout: CommitFanout<CommittedEntry>;
   private readonly eventSubject = new Subject<RaftNodeEvent>();
   private readonly appliedWaiters: Array<{ index: number; resolve: () => void; reject: (error: unknown) => void }> = [];
   /** Public operations (commands, reads, membership changes) under way, so a graceful stop can let them finish. */
   private inFlight = 0;
   private readonly idleWaiters: Array<() => void> = [];
 
-  /** Committed entries, in index order, gapless, as they are applied (live only; see {@link commitsFrom}). */
-  readonly commits$: Observable<CommittedEntry> = this.commitSubject.asObservable();
+  /**
+   * Committed entries, in index order, gapless, as they are applied (live only; see {@link commitsFrom}).
+   * Delivered asynchronously through a bounded buffer per subscriber, a few milliseconds at a time,
+   * so a slow subscriber cannot stall the node; one that falls `commitsBufferEntries` behind is ended
+   * with {@link CommitsOverflowError} (resume with `commitsFrom(error.lastDeliveredIndex + 1)`).
+   */
+  readonly commits$: Observable<CommittedEntry>;
   /** Role, term and leader; emits the current value on subscription. */
   readonly state$: Observable<RaftState> = this.stateSubject.asObservable();
   /** The leader's id (0 while none is known); emits the current value on subscription, then changes. */
@@ -237,6 +243,8 @@ export class RaftNode {
     this.storage = options.storage;
     this.transport = options.transport;
     this.stateMachine = toStateMachine(options.stateMachine);
+    this.commitFanout = new CommitFanout<CommittedEntry>(this.timing.commitsBufferEntries, (last, limit) => new CommitsOverflowError(last, limit));
+    this.commits$ = this.commitFanout.observable;
     this.logger = options.logger;
     this.random = options.random ?? Math.random;
     this.ownUrl = options.url;
@@ -346,7 +354,7 @@ export class RaftNode {
     this.peers.clear();
     await this.transport.close();
     await this.storage.close();
-    this.commitSubject.complete();
+    this.commitFanout.complete();
     this.stateSubject.complete();
     this.eventSubject.complete();
   }
@@ -810,7 +818,7 @@ export class RaftNode {
         next++;
         subscriber.next(entry);
       };
-      const live = this.commitSubject.subscribe({
+      const live = this.commits$.subscribe({
         next: (entry) => (replaying ? buffered.push(entry) : emit(entry)),
         error: (e) => subscriber.error(e),
         complete: () => subscriber.complete(),
@@ -1079,7 +1087,9 @@ export class RaftNode {
         if (waiter.term !== entry.term) waiter.reject(new LeadershipLostError('the command was overwritten by a later leader and not applied'));
         else waiter.resolve(outcome);
       }
-      this.commitSubject.next({ index: entry.index, term: entry.term, type: entry.type, command: payload, ...(entry.config ? { configuration: entry.config } : {}) });
+      if (this.commitFanout.observed) {
+        this.commitFanout.publish({ index: entry.index, term: entry.term, type: entry.type, command: payload, ...(entry.config ? { configuration: entry.config } : {}) });
+      }
       for (let i = this.appliedWaiters.length - 1; i >= 0; i--) {
         if (this.appliedWaiters[i]!.index <= entry.index) this.appliedWaiters.splice(i, 1)[0]!.resolve();
       }

@@ -7,6 +7,7 @@ import { RaftHealthIndicator } from '../../lib/nest/health/raft.health.js';
 import type { RaftNodeEvent } from '../../lib/nest/metrics/raft-node-events.js';
 import { RaftMetrics, provideRaftMetrics } from '../../lib/nest/metrics/raft.metrics.js';
 import { Faults, TEST_CLUSTER_OPTIONS, closeApps, eventually, faultyTransport, leaderOf, peersOn, startApp } from './fixtures.js';
+import { holdsEventually } from '../support/wait.js';
 
 function appModule(options: RaftModuleOptions, registry: Registry) {
   @Module({ imports: [RaftModule.forRoot(options)], providers: [...provideRaftMetrics({ registry }), RaftHealthIndicator] })
@@ -56,7 +57,8 @@ describe('RaftMetrics (prom-client)', () => {
     expect(await valueOf(registry, 'raft_elections_total', node)).toBe(1);
     expect(await valueOf(registry, 'raft_elections_won_total', node)).toBe(1);
     expect(await valueOf(registry, 'raft_leadership_lost_total', node)).toBe(0);
-    expect(await valueOf(registry, 'raft_committed_entries_total', { ...node, type: 'command' })).toBe(3);
+    // commits$ (which counts them) is delivered asynchronously, just after command() answers.
+    await holdsEventually(async () => expect(await valueOf(registry, 'raft_committed_entries_total', { ...node, type: 'command' })).toBe(3));
     expect(await valueOf(registry, 'raft_committed_entries_total', { ...node, type: 'noop' })).toBe(1);
     expect(await registry.metrics()).toContain('# TYPE raft_replication_lag gauge');
 
