@@ -54,6 +54,9 @@ describe('RaftMetrics (prom-client)', () => {
     expect(await valueOf(registry, 'raft_last_log_index', node)).toBe(s.lastIndex);
     expect(await valueOf(registry, 'raft_apply_lag', node)).toBe(0);
     expect(await valueOf(registry, 'raft_members', node)).toBe(1);
+    expect(await valueOf(registry, 'raft_learners', node)).toBe(0);
+    expect(await valueOf(registry, 'raft_snapshot_index', node)).toBe(s.snapshotIndex);
+    expect(await valueOf(registry, 'raft_log_start_index', node)).toBe(s.logStartIndex);
     expect(await valueOf(registry, 'raft_elections_total', node)).toBe(1);
     expect(await valueOf(registry, 'raft_elections_won_total', node)).toBe(1);
     expect(await valueOf(registry, 'raft_leadership_lost_total', node)).toBe(0);
@@ -69,6 +72,9 @@ describe('RaftMetrics (prom-client)', () => {
     expect(await valueOf(registry, 'raft_persist_batch_entries_sum', node)).toBe(7);
     expect(await valueOf(registry, 'raft_persist_duration_seconds_sum', node)).toBeCloseTo(0.002);
     expect(await valueOf(registry, 'raft_append_entries_batch_entries_sum', node)).toBe(5);
+    events.next({ type: 'snapshot', kind: 'taken', index: 9, bytes: 2048, ms: 4 });
+    expect(await valueOf(registry, 'raft_snapshot_bytes_sum', { ...node, kind: 'taken' })).toBe(2048);
+    expect(await valueOf(registry, 'raft_snapshot_duration_seconds_count', { ...node, kind: 'taken' })).toBe(1);
 
     await app.close();
     expect(await registry.getMetricsAsJSON()).toEqual([]); // its last node gone, nothing is left registered

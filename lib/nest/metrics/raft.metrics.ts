@@ -42,6 +42,8 @@ interface SharedMetrics {
     readonly persistSeconds: Histogram<'node_id'>;
     readonly persistEntries: Histogram<'node_id'>;
     readonly appendEntries: Histogram<'node_id'>;
+    readonly snapshotSeconds: Histogram<'node_id' | 'kind'>;
+    readonly snapshotBytes: Histogram<'node_id' | 'kind'>;
   };
 }
 
@@ -63,14 +65,16 @@ async function loadPromClient(): Promise<PromClient> {
  *
  * Read at scrape time from `RaftService.status()`: `raft_term`, `raft_role{role}` (1 for the current
  * role), `raft_leader_id` (0: none known), `raft_commit_index`, `raft_applied_index`,
- * `raft_last_log_index`, `raft_apply_lag` (commit − applied), `raft_members` (voters in effect) and,
+ * `raft_last_log_index`, `raft_apply_lag` (commit − applied), `raft_members` (voters in effect),
+ * `raft_learners`, `raft_snapshot_index` (latest snapshot held), `raft_log_start_index` (compaction point) and,
  * on the leader only, `raft_replication_lag{peer}` (leader's last index − the peer's match index).
  * Counted from `state$` and `commits$`: `raft_elections_total` (terms in which this node stood for election),
  * `raft_elections_won_total` (became leader), `raft_leadership_lost_total`,
  * `raft_committed_entries_total{type}` (entries applied in this process).
  *
  * With the driver's `events$` hook (see {@link RaftNodeEvent}) also `raft_rpc_duration_seconds{rpc,peer,outcome}`,
- * `raft_persist_duration_seconds`, `raft_persist_batch_entries`, `raft_append_entries_batch_entries`.
+ * `raft_persist_duration_seconds`, `raft_persist_batch_entries`, `raft_append_entries_batch_entries`,
+ * `raft_snapshot_duration_seconds{kind}` and `raft_snapshot_bytes{kind}` (kind: taken, sent, installed).
  *
  * ```ts
  * providers: [...provideRaftMetrics({ registry })]  // or just RaftMetrics, for the global registry
@@ -136,6 +140,9 @@ export class RaftMetrics implements OnModuleInit, OnApplicationShutdown {
             this.observe(histograms.persistEntries, { node_id }, event.entries);
           } else if (event.type === 'append') {
             this.observe(histograms.appendEntries, { node_id }, event.entries);
+          } else if (event.type === 'snapshot') {
+            this.observe(histograms.snapshotSeconds, { node_id, kind: event.kind }, event.ms / 1000);
+            this.observe(histograms.snapshotBytes, { node_id, kind: event.kind }, event.bytes);
           }
         }),
       );
@@ -217,6 +224,9 @@ export class RaftMetrics implements OnModuleInit, OnApplicationShutdown {
       g.set({ node_id }, Math.max(0, s.commitIndex - s.appliedIndex)),
     );
     gauge('members', 'Voting members in the configuration in effect.', [], (g, s, node_id) => g.set({ node_id }, s.members.length));
+    gauge('learners', 'Learners (non-voting members) in the configuration in effect.', [], (g, s, node_id) => g.set({ node_id }, s.learners.length));
+    gauge('snapshot_index', 'Index of the latest snapshot this node holds (0: none).', [], (g, s, node_id) => g.set({ node_id }, s.snapshotIndex));
+    gauge('log_start_index', 'Entries up to this index were compacted into a snapshot.', [], (g, s, node_id) => g.set({ node_id }, s.logStartIndex));
     gauge('replication_lag', "On the leader: entries each peer's log is behind the leader's (last index - match index).", ['peer'], (g, s, node_id) => {
       for (const r of s.replication) g.set({ node_id, peer: String(r.id) }, Math.max(0, s.lastIndex - r.matchIndex));
     });
@@ -252,6 +262,8 @@ export class RaftMetrics implements OnModuleInit, OnApplicationShutdown {
       persistSeconds: histogram('persist_duration_seconds', 'Duration of durable storage batches.', [], seconds),
       persistEntries: histogram('persist_batch_entries', 'Entries per storage batch (group commit).', [], sizes),
       appendEntries: histogram('append_entries_batch_entries', 'Entries per AppendEntries sent.', [], sizes),
+      snapshotSeconds: histogram('snapshot_duration_seconds', 'Time to take, send or install a snapshot.', ['kind'], [0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30]),
+      snapshotBytes: histogram('snapshot_bytes', 'Size of snapshots taken, sent or installed.', ['kind'], [1024, 65536, 1048576, 16777216, 268435456]),
     };
     return shared.histograms;
   }
