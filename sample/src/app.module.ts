@@ -59,6 +59,13 @@ export class AppModule implements NestModule {
   }
 
   configure(consumer: MiddlewareConsumer): void {
-    consumer.apply(AdminTokenMiddleware).forRoutes({ path: 'cluster/members', method: RequestMethod.POST }, { path: 'cluster/members/:id', method: RequestMethod.DELETE });
+    consumer
+      .apply(AdminTokenMiddleware)
+      .forRoutes(
+        { path: 'cluster/members', method: RequestMethod.POST },
+        { path: 'cluster/members/:id', method: RequestMethod.DELETE },
+        { path: 'cluster/learners', method: RequestMethod.POST },
+        { path: 'cluster/learners/:id/promote', method: RequestMethod.POST },
+      );
   }
 }

@@ -21,7 +21,36 @@ export class ClusterController {
   @Get()
   status() {
     const s = this.raft.status();
-    return { nodeId: s.nodeId, pid: process.pid, role: s.role, term: s.term, leaderId: s.leaderId, commitIndex: s.commitIndex, members: s.members };
+    return {
+      nodeId: s.nodeId,
+      pid: process.pid,
+      role: s.role,
+      term: s.term,
+      leaderId: s.leaderId,
+      commitIndex: s.commitIndex,
+      appliedIndex: s.appliedIndex,
+      lastIndex: s.lastIndex,
+      snapshotIndex: s.snapshotIndex,
+      logStartIndex: s.logStartIndex,
+      members: s.members,
+      learners: s.learners,
+    };
+  }
+
+  /** Adds a learner (a read replica: it receives the log, serves reads, never votes). */
+  @Post('learners')
+  @HttpCode(200)
+  async addLearner(@Body(new ValidationPipe({ expectedType: MemberDto, whitelist: true, forbidNonWhitelisted: true })) member: MemberDto) {
+    await this.raft.addLearner(member.id !== undefined ? { id: member.id, url: member.url } : { url: member.url });
+    return { ok: true, members: this.raft.status().members, learners: this.raft.status().learners };
+  }
+
+  /** Makes a learner a voter (joint consensus). */
+  @Post('learners/:id/promote')
+  @HttpCode(200)
+  async promote(@Param('id', ParseIntPipe) id: number) {
+    await this.raft.promoteLearner(id);
+    return { ok: true, members: this.raft.status().members, learners: this.raft.status().learners };
   }
 
   /** Adds a member through joint consensus; answers when C_new is committed. */
@@ -32,6 +61,7 @@ export class ClusterController {
     return { ok: true, members: this.raft.status().members };
   }
 
+  /** Removes a voter or a learner. */
   @Delete('members/:id')
   async remove(@Param('id', ParseIntPipe) id: number) {
     await this.raft.removeMember(id);
