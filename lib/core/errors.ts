@@ -135,3 +135,13 @@ export class CommitsOverflowError extends RaftError {
     super(`a commits$ subscriber fell ${limit} entries behind and was ended; resume with commitsFrom(${lastDeliveredIndex + 1})`);
   }
 }
+
+/**
+ * A command's session was forgotten (it expired, deterministically, after `sessionExpiryEntries` log
+ * entries without activity): the command was not applied, and retrying it cannot be made safe.
+ */
+export class SessionExpiredError extends RaftError {
+  constructor(readonly clientId: string) {
+    super(`client session ${clientId} expired; the command was not applied`);
+  }
+}

@@ -438,6 +438,7 @@ export class RaftNode {
 
   /** Proposes `bytes` on the leader, wherever it is, retrying what is safe to retry until `deadline`. */
   private async route(bytes: Uint8Array, deadline: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<unknown> {
+    let attempted = false;
     for (;;) {
       this.ensureRunning();
       signal?.throwIfAborted();
@@ -446,6 +447,7 @@ export class RaftNode {
       const remaining = () => Math.max(1, deadline - Date.now());
       try {
         if (core.role === 'leader') {
+          attempted = true;
           const outcome = await this.proposeOutcome(bytes, { timeoutMs: remaining(), ...(signal ? { signal } : {}) });
           if (outcome.ok) return outcome.value;
           throw new AnswerError(outcome.error);
@@ -453,15 +455,18 @@ export class RaftNode {
         if (leaderId) {
           const peer = this.peerFor(leaderId);
           if (!peer) throw new NotLeaderError(leaderId);
+          attempted = true;
           return await this.forward(peer, bytes, remaining(), signal);
         }
       } catch (error) {
         if (error instanceof AnswerError) throw error.answer; // the state machine's own verdict
-        // The session makes every retry safe; these failures only say "not answered (yet)".
-        if (!isRetryable(error)) throw error;
+        // The session makes every retry safe; these failures only say "not answered (yet)". A storage
+        // failure of the leader we forwarded to stopped that leader: retry at the next one (ours stops us).
+        if (!isRetryable(error) && !(error instanceof StorageFailureError && this.running)) throw error;
         this.logger?.debug?.(`${this.who()}: retrying a command after ${(error as Error).message}`);
       }
-      if (Date.now() >= deadline) throw this.leaderId ? new CommandTimeoutError(timeoutMs) : new NotLeaderError(0);
+      // Once an attempt reached a leader the command may have been applied: that is a timeout, not "no leader".
+      if (Date.now() >= deadline) throw this.leaderId || attempted ? new CommandTimeoutError(timeoutMs) : new NotLeaderError(0);
       await this.waitForLeaderChange(this.leaderId === leaderId ? leaderId : -1, Math.min(remaining(), this.timing.electionTimeoutMs), signal);
     }
   }

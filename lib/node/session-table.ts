@@ -1,15 +1,7 @@
-import { RaftError } from '../core/errors.js';
+import { RaftError, SessionExpiredError } from '../core/errors.js';
 import type { CommandSession } from './command-envelope.js';
 
-/**
- * A command's session was forgotten (it expired, deterministically, after `sessionExpiryEntries` log
- * entries without activity): the command was not applied, and retrying it cannot be made safe.
- */
-export class SessionExpiredError extends RaftError {
-  constructor(readonly clientId: string) {
-    super(`client session ${clientId} expired; the command was not applied`);
-  }
-}
+export { SessionExpiredError };
 
 /** How many expired client ids are remembered (about 60 bytes each). */
 const MAX_EXPIRED_SESSIONS = 100_000;

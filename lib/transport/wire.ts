@@ -10,7 +10,7 @@
  * first (the Nest DTOs do this); response decoders validate, because an answer comes from another
  * process we do not control.
  */
-import { ConfigurationChangeError, NotLeaderError, RaftError, type ConfigurationChangeRefusal } from '../core/errors.js';
+import { ConfigurationChangeError, NotLeaderError, RaftError, SessionExpiredError, type ConfigurationChangeRefusal } from '../core/errors.js';
 import type {
   AppendEntriesRequest,
   AppendEntriesResponse,
@@ -165,6 +165,8 @@ export interface ErrorBody {
   readonly reason?: string;
   /** `timeout`: the timeout that expired. */
   readonly timeout_ms?: number;
+  /** `session_expired`: the client session that was forgotten. */
+  readonly client_id?: string;
   /** `invalid_request`: the option or field that was refused. */
   readonly field?: string;
   /** `invalid_body`: every constraint the body failed. */
@@ -661,6 +663,7 @@ export function errorToWire(error: unknown): { status: number; body: ErrorBody }
   if (error instanceof RaftOptionsError) return { status: 400, body: body('invalid_request', { field: error.field }) };
   if (error instanceof CommandForwardingError) return { status: 502, body: body('forwarding_failed', { leader_id: error.leaderId }) };
   if (error instanceof StorageFailureError) return { status: 503, body: body('storage_failure') };
+  if (error instanceof SessionExpiredError) return { status: 409, body: body('session_expired', { client_id: error.clientId }) };
   if (error instanceof SnapshotTransferError) return { status: error.status, body: body(error.code) };
   return { status: 500, body: body('internal') };
 }
@@ -678,6 +681,8 @@ export function errorFromWire(status: number, body: unknown): RaftError {
   }
   if (code === 'timeout' || (status === 504 && code === undefined)) return new CommandTimeoutError(isIndex(o.timeout_ms) ? o.timeout_ms : 0);
   if (code === 'leadership_lost') return new LeadershipLostError(text);
+  if (code === 'session_expired') return new SessionExpiredError(typeof o.client_id === 'string' ? o.client_id : '');
+  if (code === 'storage_failure') return new StorageFailureError(new Error(text.replace(/^storage failed, the node stopped: /, '')));
   if (code === 'node_stopped') return new NodeStoppedError(text);
   if (code === 'aborted') return new CommandAbortedError();
   if (code === 'invalid_request') {

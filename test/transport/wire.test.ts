@@ -1,3 +1,4 @@
+import { SessionExpiredError, StorageFailureError } from '../../lib/core/errors.js';
 import { describe, expect, it } from 'vitest';
 import { ConfigurationChangeError, NotLeaderError } from '../../lib/core/errors.js';
 import type { AppendEntriesRequest, AppendEntriesResponse, Entry, InstallSnapshotRequest, RequestVoteRequest, RequestVoteResponse } from '../../lib/core/types.js';
@@ -289,6 +290,16 @@ describe('errors', () => {
       expect(snapshot.error, code).toBeInstanceOf(SnapshotTransferError);
       expect(snapshot.error, code).toMatchObject({ status, code, message: `refused: ${code}` });
     }
+
+    const expired = roundTrip(new SessionExpiredError('0123456789abcdef0123456789abcdef'));
+    expect(expired.status).toBe(409);
+    expect(expired.error).toBeInstanceOf(SessionExpiredError);
+    expect(expired.error).toMatchObject({ clientId: '0123456789abcdef0123456789abcdef' });
+
+    const storage = roundTrip(new StorageFailureError(new Error('disk full')));
+    expect(storage.status).toBe(503);
+    expect(storage.error).toBeInstanceOf(StorageFailureError);
+    expect(storage.error.message).toBe('storage failed, the node stopped: disk full');
 
     const internal = roundTrip(new Error('boom'));
     expect(internal.status).toBe(500);

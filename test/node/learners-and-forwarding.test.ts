@@ -94,3 +94,16 @@ describe('forwarding commands from a follower', { timeout: 30_000 }, () => {
     expect(appliedCommands).toBe(300);
   });
 });
+
+describe('ambiguous outcomes', { timeout: 30_000 }, () => {
+  it('a command that reached a leader and then lost every leader ends in CommandTimeoutError (it may have been applied), not NotLeaderError', async () => {
+    const c = new MemoryCluster([1, 2, 3]);
+    clusters.push(c);
+    await c.startAll();
+    const leader = await c.leader();
+    c.network.isolate(leader.id); // it accepts the command, cannot commit it, steps down (CheckQuorum) and knows no leader
+    const error = await leader.command('set maybe 1', { timeoutMs: 1_000 }).catch((e: unknown) => e);
+    expect(leader.leaderId).toBe(0);
+    expect(error).toBeInstanceOf(CommandTimeoutError);
+  });
+});
