@@ -359,6 +359,16 @@ export function decodeBase64(text: string): Uint8Array {
   return new Uint8Array(Buffer.from(text, 'base64'));
 }
 
+/**
+ * Decodes base64 that was already checked (a validated body): straight into a fresh array of its own,
+ * without checking again and without the copy out of Buffer's shared pool.
+ */
+function decodeCheckedBase64(text: string): Uint8Array {
+  const out = new Uint8Array(base64DecodedLength(text));
+  if (out.byteLength > 0) Buffer.from(out.buffer, out.byteOffset, out.byteLength).write(text, 'base64');
+  return out;
+}
+
 // ------------------------------------------------------------------------------------------ entries
 
 export function encodeEntry(entry: Entry): WireEntry {
@@ -368,10 +378,10 @@ export function encodeEntry(entry: Entry): WireEntry {
   return wire;
 }
 
-/** Converts a validated wire entry. */
+/** Converts a validated wire entry (its base64 already checked: it is not checked again). */
 export function decodeEntry(wire: WireEntry): Entry {
   const type = wire.type ?? 'command';
-  const entry: { -readonly [K in keyof Entry]: Entry[K] } = { index: wire.index, term: wire.term, type, command: decodeBase64(wire.command) };
+  const entry: { -readonly [K in keyof Entry]: Entry[K] } = { index: wire.index, term: wire.term, type, command: decodeCheckedBase64(wire.command) };
   if (wire.config) entry.config = decodeConfiguration(wire.config);
   return entry;
 }
