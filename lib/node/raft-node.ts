@@ -537,14 +537,24 @@ export class RaftNode {
 
   /** Proposes several forwarded commands on this leader together: one outcome each, in order. */
   private proposeBatchHere(commands: readonly Uint8Array[], options: RpcOptions = {}): Promise<CommandOutcome[]> {
+    // One abort listener for the whole batch, not one per command on the shared signal.
+    const aborted = options.signal
+      ? new Promise<CommandOutcome>((resolve) => {
+          const onAbort = () => resolve({ ok: false, error: new CommandAbortedError() });
+          if (options.signal!.aborted) onAbort();
+          else options.signal!.addEventListener('abort', onAbort, { once: true });
+        })
+      : undefined;
+    const each: RpcOptions = options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {};
     return Promise.all(
       commands.map((command) => {
         let outcome: Promise<SessionOutcome>;
         try {
-          outcome = this.proposeOutcome(command, options);
+          outcome = this.proposeOutcome(command, each);
         } catch (error) {
           return { ok: false as const, error };
         }
+        if (aborted) outcome = Promise.race([outcome, aborted.then((o) => ({ ok: false as const, error: (o as { error: unknown }).error }))]);
         return outcome.then(
           (o): CommandOutcome => (o.ok ? { ok: true, value: o.value } : { ok: false, error: o.error }),
           (error: unknown): CommandOutcome => ({ ok: false, error }),
@@ -901,6 +911,8 @@ export class RaftNode {
       const core = this.core!;
       if (this.ownSnapshot) {
         // Saves happen one at a time and in order: the node's own snapshot waits its turn like a Ready.
+        // (The pump waits for each save, so a slow snapshot write pauses replication from this node for
+        // its duration; see the README's "Known limits".)
         try {
           await this.saveOwnSnapshot(core);
         } catch (error) {
@@ -1144,6 +1156,7 @@ export class RaftNode {
     });
     failpoint('after-snapshot-persist');
     if (this.core !== core || !this.running) return;
+    // Only now, with the snapshot durable, may the engine forget the entries.
     core.compact(own.stored.metadata, own.compactTo);
     this.snapshotCache = own.stored;
     this.eventSubject.next({ type: 'snapshot', kind: 'taken', index: own.stored.metadata.index, bytes: own.stored.data.byteLength, ms: own.ms + performance.now() - startedAt });

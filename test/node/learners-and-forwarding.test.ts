@@ -107,3 +107,25 @@ describe('ambiguous outcomes', { timeout: 30_000 }, () => {
     expect(error).toBeInstanceOf(CommandTimeoutError);
   });
 });
+
+describe('a forwarded batch on the leader', { timeout: 30_000 }, () => {
+  it("listens to the request's abort signal once per batch, not once per command (no MaxListenersExceededWarning)", async () => {
+    const c = new MemoryCluster([1]);
+    clusters.push(c);
+    await c.startAll();
+    const leader = await c.leader();
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const controller = new AbortController();
+      const commands = Array.from({ length: 50 }, (_, i) => new TextEncoder().encode(`set b${i} ${i}`));
+      const outcomes = await leader.rpcHandler.commands!(commands, { signal: controller.signal, timeoutMs: 5_000 });
+      expect(outcomes.every((o) => o.ok)).toBe(true);
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});

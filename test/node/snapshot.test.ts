@@ -62,10 +62,10 @@ describe('snapshots and log compaction in the node', { timeout: 30_000 }, () => 
     const event = await sent;
     expect(event.to).toBe(lagging);
     await eventually(() => expect(node.appliedIndex).toBe(leader.commitIndex), 10_000);
-    expect(c.machines.get(lagging)!.restoredAt.length).toBe(1);
+    expect(c.machines.get(lagging)!.restoredAt.length).toBeGreaterThanOrEqual(1); // another if the leader compacted past it again meanwhile
     expect(c.machines.get(lagging)!.data).toEqual(c.machines.get(leader.id)!.data);
     const stored = await c.storages.get(lagging)!.load();
-    expect(stored.logStart!.index).toBe(c.machines.get(lagging)!.restoredAt[0]);
+    expect(stored.logStart!.index).toBe(c.machines.get(lagging)!.restoredAt.at(-1));
     // It keeps working as a follower: new commands reach it.
     await leader.command('set after snapshot');
     await eventually(() => expect(c.machines.get(lagging)!.data.get('after')).toBe('snapshot'));
@@ -135,3 +135,4 @@ describe('session table in snapshots', () => {
     expect(() => decodeSnapshot(good.subarray(0, good.byteLength - 3))).toThrow(/truncated/);
   });
 });
+

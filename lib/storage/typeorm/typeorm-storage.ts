@@ -573,7 +573,9 @@ export class TypeOrmStorage implements RaftStorage {
       if (problem) throw new RangeError(`${this.who()}: ${problem}`);
       if (compact.index < start) throw new StorageCorruptionError(`${this.who()}: batch would move the log start back from index ${start} to ${compact.index}`);
       if (compact.index > start && last > start) {
-        statements.push({ sql: `DELETE FROM ${tables.entries} WHERE "cluster_id" = $1 AND "node_id" = $2 AND "index" <= $3`, parameters: [...identity, compact.index] });
+        // Bounded below by the current start (nothing is stored under it): an index range scan over the
+        // compacted rows only, not over every dead row that earlier compactions left for VACUUM.
+        statements.push({ sql: `DELETE FROM ${tables.entries} WHERE "cluster_id" = $1 AND "node_id" = $2 AND "index" > $3 AND "index" <= $4`, parameters: [...identity, start, compact.index] });
       }
       statements.push({
         sql: `INSERT INTO ${tables.baseConfiguration} ("cluster_id", "node_id", "configuration", "log_start_index", "log_start_term") VALUES ($1, $2, $3::jsonb, $4, $5)
