@@ -102,6 +102,42 @@ export function procMemory(pid: number | 'self'): Memory | undefined {
   }
 }
 
+/** Where a process's resident memory is, from /proc/<pid>/smaps: totals by kind of mapping and the largest mappings. */
+export interface SmapsSummary {
+  /** Resident MB by kind: "[heap]" (brk: malloc), "anonymous" (mmap: V8's pages, malloc's big blocks and arenas, thread stacks), "file" (the node binary, libraries), others by name. */
+  readonly byKind: Record<string, number>;
+  /** The largest mappings by resident size. */
+  readonly largest: { mapping: string; sizeMb: number; rssMb: number }[];
+}
+
+export function smapsSummary(pid: number | 'self', top = 8): SmapsSummary | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const byKind: Record<string, number> = {};
+  const maps: { mapping: string; sizeMb: number; rssMb: number }[] = [];
+  let current: { mapping: string; sizeMb: number; rssMb: number } | undefined;
+  for (const line of text.split('\n')) {
+    const header = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (header) {
+      const size = (parseInt(header[2]!, 16) - parseInt(header[1]!, 16)) / 2 ** 20;
+      current = { mapping: header[3] || '(anonymous)', sizeMb: size, rssMb: 0 };
+      maps.push(current);
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && current) current.rssMb = Number(rss[1]) / 1024;
+  }
+  for (const m of maps) {
+    const kind = m.mapping === '(anonymous)' ? 'anonymous' : m.mapping.startsWith('/') ? 'file' : m.mapping;
+    byKind[kind] = (byKind[kind] ?? 0) + m.rssMb;
+  }
+  return { byKind, largest: maps.sort((a, b) => b.rssMb - a.rssMb).slice(0, top) };
+}
+
 /** Resets a process's peak RSS (VmHWM) to its current RSS (Linux ≥ 4.0: `5 > clear_refs`). */
 export function resetPeakRss(pid: number | 'self'): boolean {
   try {
@@ -166,7 +202,55 @@ export function getJson<T>(url: string, timeoutMs = 2_000): Promise<T> {
   });
 }
 
-/** What the sample answers on GET /cluster. */
+/** The status code and body of a request with a JSON body (membership changes); no keep-alive. */
+export function requestJson(
+  method: string,
+  url: string,
+  body: unknown,
+  options: { headers?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<{ status: number; body: string }> {
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  return new Promise((resolveReq, reject) => {
+    const req = http.request(
+      url,
+      {
+        method,
+        agent: false,
+        timeout: options.timeoutMs ?? 30_000,
+        headers: { ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}), ...options.headers },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolveReq({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${method} ${url}: timeout`)));
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+const readAgent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+
+/** The status code of a GET (the body is read and dropped); its own keep-alive agent. */
+export function getStatusCode(url: string, timeoutMs = 30_000): Promise<number> {
+  return new Promise((resolveGet, reject) => {
+    const req = http.get(url, { agent: readAgent, timeout: timeoutMs }, (res) => {
+      res.resume();
+      res.on('end', () => resolveGet(res.statusCode ?? 0));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url}: timeout`)));
+    req.on('error', reject);
+  });
+}
+
+/**
+ * What the sample answers on GET /cluster. The fields after commitIndex appear only if the sample
+ * passes them on from RaftService.status() (it may not: then the benchmark reads them elsewhere).
+ */
 export interface ClusterView {
   nodeId: number;
   pid: number;
@@ -174,6 +258,16 @@ export interface ClusterView {
   term: number;
   leaderId: number;
   commitIndex: number;
+  appliedIndex?: number;
+  lastIndex?: number;
+  snapshotIndex?: number;
+  logStartIndex?: number;
+}
+
+/** A line of a node's output, with when it arrived (performance.now()). */
+export interface OutputLine {
+  readonly at: number;
+  readonly text: string;
 }
 
 /** One node's place: id, loopback address, ports, and its public (and RPC) URL. */
@@ -192,19 +286,32 @@ export interface NodeSpec {
 export class SampleProcess {
   readonly child: ChildProcess;
   readonly exited: Promise<number | string>;
+  /** When it was spawned (performance.now()). */
+  readonly spawnedAt = performance.now();
+  /** Lines of its output that mention snapshots (restore, install), with their arrival time; the first 500. */
+  readonly snapshotLines: OutputLine[] = [];
+  /** The first 400 lines of its output (start-up), with their arrival time. */
+  readonly earlyLines: OutputLine[] = [];
+  /** Process warnings it printed (run with --trace-warnings): how many, and the first three with their stacks. */
+  warningCount = 0;
+  readonly firstWarnings: string[] = [];
+  private warningOpen = false;
   private tail = '';
+  private partial = '';
 
   constructor(
     readonly spec: NodeSpec,
     env: Record<string, string>,
-    options: { profileDir?: string; extraNodeArgs?: string[] } = {},
+    options: { profileDir?: string; heapDir?: string; extraNodeArgs?: string[] } = {},
   ) {
     if (!existsSync(SAMPLE_MAIN)) throw new Error(`${SAMPLE_MAIN} is missing: run npm run build:sample (or drop --no-build)`);
-    const args = [...(options.extraNodeArgs ?? [])];
+    // Stacks for process warnings (MaxListenersExceededWarning …), so that the report can say where they come from.
+    const args = ['--trace-warnings', ...(options.extraNodeArgs ?? [])];
     const profileEnv: Record<string, string> = {};
-    if (options.profileDir) {
+    if (options.profileDir || options.heapDir) {
       args.push('--import', PROFILE_HOOK);
-      profileEnv.BENCH_PROFILE_DIR = options.profileDir;
+      if (options.profileDir) profileEnv.BENCH_PROFILE_DIR = options.profileDir;
+      if (options.heapDir) profileEnv.BENCH_HEAP_DIR = options.heapDir;
       profileEnv.BENCH_PROFILE_NAME = `node${spec.id}`;
     }
     args.push(SAMPLE_MAIN);
@@ -213,7 +320,26 @@ export class SampleProcess {
       env: { ...process.env, ...env, ...profileEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const keep = (d: Buffer) => (this.tail = (this.tail + d.toString()).slice(-6000));
+    const keep = (d: Buffer) => {
+      const text = d.toString();
+      this.tail = (this.tail + text).slice(-6000);
+      const lines = (this.partial + text).split('\n');
+      this.partial = lines.pop()!.slice(-4000);
+      const at = performance.now();
+      for (const line of lines) {
+        if (this.earlyLines.length < 400) this.earlyLines.push({ at, text: line });
+        if (/^\(node:\d+\) \w*Warning: /.test(line)) {
+          this.warningCount++;
+          this.warningOpen = this.firstWarnings.length < 3;
+          if (this.warningOpen) this.firstWarnings.push(line);
+        } else if (this.warningOpen && /^\s+at /.test(line)) {
+          this.firstWarnings[this.firstWarnings.length - 1] += `\n${line}`;
+        } else {
+          this.warningOpen = false;
+        }
+        if (/snapshot/i.test(line) && this.snapshotLines.length < 500) this.snapshotLines.push({ at, text: line });
+      }
+    };
     this.child.stdout!.on('data', keep);
     this.child.stderr!.on('data', keep);
     this.exited = new Promise((r) => this.child.once('exit', (code, signal) => r(signal ?? code ?? -1)));
@@ -221,6 +347,15 @@ export class SampleProcess {
 
   get pid(): number {
     return this.child.pid!;
+  }
+
+  /** The first line of its output matching `pattern` (among the first 400 lines and those that mention snapshots). */
+  findLine(pattern: RegExp): { line: OutputLine; match: RegExpExecArray } | undefined {
+    for (const line of [...this.earlyLines, ...this.snapshotLines]) {
+      const match = pattern.exec(line.text);
+      if (match) return { line, match };
+    }
+    return undefined;
   }
 
   get output(): string {

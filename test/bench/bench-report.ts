@@ -59,6 +59,100 @@ export interface PipelineStats {
   /** Round trip of an AppendEntries (sent → answered), all followers. */
   readonly appendRpcP50Ms: number;
   readonly appendRpcP99Ms: number;
+  /** Snapshots the leader took in the window (log compaction), how long each took (state machine + save), and the last one's size. */
+  readonly snapshotsTaken?: number;
+  readonly snapshotP50Ms?: number;
+  readonly snapshotMaxMs?: number;
+  readonly snapshotBytes?: number;
+  /** The in-process leader's event loop delay in the window (monitorEventLoopDelay, 10 ms resolution): p99 and max. */
+  readonly eventLoopDelayP99Ms?: number;
+  readonly eventLoopDelayMaxMs?: number;
+}
+
+/** A node's log in PostgreSQL (raft_log_entries, raft_base_configuration, raft_snapshots). */
+export interface StoredLogInfo {
+  /** Rows in raft_log_entries for this node. */
+  readonly rows: number;
+  readonly firstIndex?: number;
+  readonly lastIndex?: number;
+  /** Every entry up to here was compacted away (0: never compacted). */
+  readonly logStartIndex: number;
+  readonly snapshotIndex?: number;
+  readonly snapshotBytes?: number;
+  readonly snapshotChunks?: number;
+}
+
+/** A snapshot the leader sent to a node (from RaftNode.events$) and the node installed (its log line). */
+export interface InstalledSnapshot {
+  readonly index: number;
+  readonly bytes: number;
+  /** From the start of the measurement (spawn) until the node logged "installed the leader's snapshot". */
+  readonly installedAfterSeconds?: number;
+  /** The leader's send, reading it from storage to the follower's answer (the last send), and how many sends there were. */
+  readonly sendMs?: number;
+  readonly sends?: number;
+}
+
+/** A node (re)joining the cluster: a follower restarted with its snapshot and log tail, or a new node added to it. */
+export interface RejoinResult {
+  readonly name: string;
+  readonly description: string;
+  readonly node: string;
+  /** What it held before: its own snapshot and stored log rows (a restart); undefined for a new node. */
+  readonly held?: StoredLogInfo;
+  /** The leader's commit index it had to apply up to. */
+  readonly target: number;
+  /** Entries it lacked: target − what it had applied or snapshotted before (its snapshot index, for a restart). */
+  readonly entries: number;
+  /** From spawning the process until its API answered (GET /cluster). */
+  readonly apiSeconds: number;
+  /** From spawning until its commitIndex reached the target. */
+  readonly commitSeconds: number;
+  /** From spawning until it had applied up to the target (a linearizable read answered, or status appliedIndex). */
+  readonly appliedSeconds: number;
+  readonly appliedBy: 'appliedIndex' | 'linearizable read';
+  /** A new node: how long POST /cluster/members took (all attempts), and from sending it until the node had applied the target. */
+  readonly addSeconds?: number;
+  /** Every POST /cluster/members when more than one was needed (or none succeeded). */
+  readonly addAttempts?: { status: number; seconds: number; message?: string }[];
+  /** Why it never joined (every POST failed). */
+  readonly failed?: string;
+  readonly fromAddSeconds?: number;
+  /** How it got the state: the leader's snapshot, or entries only (after its own snapshot on restart). */
+  readonly via: 'InstallSnapshot' | 'entries';
+  /** It restored its own stored snapshot as it started (log line "restored the state machine from the snapshot at N"). */
+  readonly restoredOwnSnapshotAt?: number;
+  readonly installed?: InstalledSnapshot;
+  readonly peakRssMb?: number;
+  readonly rssMb?: number;
+  /** Start-up timeline from its output, seconds after spawning (see StartupTimeline). */
+  readonly startup?: StartupTimeline;
+  /** Its stored log once caught up. */
+  readonly stored?: StoredLogInfo;
+}
+
+/** When a node's output showed each start-up step, seconds after spawning the process. */
+export interface StartupTimeline {
+  /** Its first line ("Starting Nest application"): Node.js, the modules loaded. */
+  readonly firstOutput?: number;
+  /** "restored the state machine from the snapshot at N": its storage loaded and its own snapshot restored. */
+  readonly restoredOwnSnapshot?: number;
+  /** "Raft RPCs listening on …": the node has started (the RPC listener comes up after the Raft node). */
+  readonly rpcListening?: number;
+  /** "node N listening on …": the public API is up. */
+  readonly apiListening?: number;
+}
+
+/** One row of the peak RSS table: a node in one phase, and its stored log at the end of it. */
+export interface PeakRssRow {
+  readonly node: string;
+  readonly phase: string;
+  readonly startRssMb?: number;
+  readonly peakRssMb: number;
+  readonly rssMb: number;
+  /** Its commit index at the end (the size of the log it has seen, compacted or not). */
+  readonly logEntries: number;
+  readonly stored?: StoredLogInfo;
 }
 
 export interface CatchUpDetails {
@@ -75,6 +169,17 @@ export interface CatchUpDetails {
   readonly entriesPerSecond: number;
   /** Including startup: entries / (spawn → caught up). */
   readonly entriesPerSecondFromSpawn: number;
+  /** From the first answer until it had applied up to the leader's commit index (a linearizable read answered), and the rate that gives. */
+  readonly appliedSeconds?: number;
+  readonly entriesPerSecondApplied?: number;
+  /** How it caught up: the leader's snapshot (InstallSnapshot) then the entries after it, or entries only. */
+  readonly via?: 'InstallSnapshot' | 'entries';
+  readonly installed?: InstalledSnapshot;
+  /** It restored its own stored snapshot as it started. */
+  readonly restoredOwnSnapshotAt?: number;
+  /** The leader's log start when the follower came back: below it, entries can only come by snapshot. */
+  readonly leaderLogStartIndex?: number;
+  readonly startup?: StartupTimeline;
 }
 
 export interface TargetCheck {
@@ -90,14 +195,51 @@ export interface BenchReport {
   readonly options: Record<string, unknown>;
   readonly floor?: FloorResult;
   readonly scenarios: ScenarioResult[];
-  /** Peak RSS of each node over the whole run, with how many log entries it held at the end. */
-  readonly peakRss: { node: string; phase: string; startRssMb?: number; peakRssMb: number; rssMb: number; logEntries: number }[];
+  /** Peak RSS of each node over the whole run, with its commit index and stored log at the end. */
+  readonly peakRss: PeakRssRow[];
+  /** Log compaction as configured: a snapshot every `snapshotEvery` entries, `trailingEntries` kept behind it. */
+  readonly compaction?: { snapshotEvery: number; trailingEntries: number; storedRowsBound: number };
+  /** A follower restarted with its snapshot and log tail, and a new node added through POST /cluster/members, after the big write. */
+  readonly rejoins?: RejoinResult[];
+  /** Follower processes the benchmark restarted because one had taken the leadership from the in-process node (a loaded machine). */
+  readonly leadershipRestarts?: string[];
+  /** Each time the in-process node stopped leading: when (s into the run), in which scenario, the new term and leader, and how long before each follower had last answered. */
+  readonly leadershipLosses?: {
+    at: number;
+    during: string;
+    term: number;
+    leaderTerm?: number;
+    commitIndex?: number;
+    newLeader: number;
+    followers: { node: number; lastAnswerMsAgo: number }[];
+    /** The leader's own snapshot nearest in time (its save ended this many ms after the loss; negative: before). */
+    nearestLeaderSnapshot?: { index: number; durationMs: number; endedMsAfterLoss: number };
+  }[];
+  /** Process warnings (MaxListenersExceededWarning …) the node processes printed: how many, the first ones with their stacks. */
+  readonly nodeWarnings?: { node: string; pid: number; count: number; first: string[] }[];
+  /** --heap-snapshot: each node's memory after the big write — process.memoryUsage() before and after a full GC, and what its live heap holds. */
+  readonly heapReadings?: {
+    node: string;
+    when: string;
+    file: string;
+    rssMb?: number;
+    before?: { rssMb: number; heapTotalMb: number; heapUsedMb: number; externalMb: number; arrayBuffersMb: number };
+    afterGc?: { rssMb: number; heapTotalMb: number; heapUsedMb: number; externalMb: number; arrayBuffersMb: number };
+    liveHeapMb: number;
+    top: { kind: string; count: number; selfMb: number; pct: number }[];
+    /** Resident memory by kind of mapping (/proc/<pid>/smaps) before the snapshot. */
+    smaps?: { byKind: Record<string, number>; largest: { mapping: string; sizeMb: number; rssMb: number }[] };
+  }[];
   readonly targets: TargetCheck[];
   readonly profiles: { scenario: string; process: string; file: string; summary: ProfileSummary }[];
   readonly summary: string;
 }
 
 const ms = (v: number | undefined) => (v === undefined ? '–' : fmt(v));
+/** Bytes as MB (or kB below 1 MB). */
+export const mb = (bytes: number | undefined) => (bytes === undefined ? '–' : bytes >= 1e6 ? `${fmt(bytes / 1e6, 2)} MB` : `${fmt(bytes / 1e3, 1)} kB`);
+const storedCell = (st: StoredLogInfo | undefined) =>
+  st ? `${st.rows.toLocaleString('en')} · ${st.logStartIndex.toLocaleString('en')} · ${st.snapshotIndex !== undefined ? `${st.snapshotIndex.toLocaleString('en')} (${mb(st.snapshotBytes)})` : '–'}` : '–';
 
 export function markdownReport(r: BenchReport): string {
   const out: string[] = [];
@@ -160,30 +302,129 @@ export function markdownReport(r: BenchReport): string {
   const piped = r.scenarios.filter((s) => s.pipeline);
   if (piped.length) {
     out.push("The in-process leader's pipeline during each window (from `RaftNode.events$`): storage batches (group commit) and AppendEntries to the two followers.", '');
-    out.push('| scenario | throughput | persist batches/s | entries / batch | persist p50 / p99 | AppendEntries/s | of which heartbeats/s | entries / AppendEntries | AppendEntries per command | AppendEntries RTT p50 / p99 |');
-    out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    const snaps = piped.some((s) => s.pipeline!.snapshotsTaken !== undefined);
+    const loop = piped.some((s) => s.pipeline!.eventLoopDelayMaxMs !== undefined);
+    out.push(
+      `| scenario | throughput | persist batches/s | entries / batch | persist p50 / p99 | AppendEntries/s | of which heartbeats/s | entries / AppendEntries | AppendEntries per command | AppendEntries RTT p50 / p99 |${snaps ? ' snapshots taken: count, p50 / max ms, size |' : ''}${loop ? ' event loop delay p99 / max |' : ''}`,
+    );
+    out.push(`|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|${snaps ? '---:|' : ''}${loop ? '---:|' : ''}`);
     for (const s of piped) {
       const p = s.pipeline!;
+      const snap = !snaps ? '' : p.snapshotsTaken ? ` ${p.snapshotsTaken}, ${ms(p.snapshotP50Ms)} / ${ms(p.snapshotMaxMs)} ms, ${mb(p.snapshotBytes)} |` : ` ${p.snapshotsTaken ?? '–'} |`;
+      const delay = !loop ? '' : ` ${ms(p.eventLoopDelayP99Ms)} / ${ms(p.eventLoopDelayMaxMs)} ms |`;
       out.push(
-        `| ${s.name} | ${fmt(s.throughput, 0)} ${s.unit} | ${fmt(p.persistBatches / s.seconds, 0)} | ${fmt(p.entriesPerPersist, 1)} | ${ms(p.persistP50Ms)} / ${ms(p.persistP99Ms)} ms | ${fmt(p.appendEntries / s.seconds, 0)} | ${fmt(p.heartbeats / s.seconds, 0)} | ${fmt(p.entriesPerAppend, 1)} | ${fmt(p.appendsPerCommand, 2)} | ${ms(p.appendRpcP50Ms)} / ${ms(p.appendRpcP99Ms)} ms |`,
+        `| ${s.name} | ${fmt(s.throughput, 0)} ${s.unit} | ${fmt(p.persistBatches / s.seconds, 0)} | ${fmt(p.entriesPerPersist, 1)} | ${ms(p.persistP50Ms)} / ${ms(p.persistP99Ms)} ms | ${fmt(p.appendEntries / s.seconds, 0)} | ${fmt(p.heartbeats / s.seconds, 0)} | ${fmt(p.entriesPerAppend, 1)} | ${fmt(p.appendsPerCommand, 2)} | ${ms(p.appendRpcP50Ms)} / ${ms(p.appendRpcP99Ms)} ms |${snap}${delay}`,
       );
     }
     out.push('');
+    if (loop) out.push("*Event loop delay*: this process's (the in-process leader shares it with the load generator), from `monitorEventLoopDelay`; a stall near the followers' election timeout lets one of them start an election.", '');
+    if (snaps) out.push('*Snapshots taken*: the leader\'s own snapshots in the window (`RaftNode.events$`, kind `taken`): state machine `snapshot()` plus saving it and compacting the log in one storage batch.', '');
   }
   const catchUp = r.scenarios.find((s) => s.catchUp);
   if (catchUp?.catchUp) {
     const c = catchUp.catchUp;
     out.push('## Catch-up', '');
     out.push(
-      `A follower holding ${c.followerCommitBeforeStop.toLocaleString('en')} entries was stopped (SIGTERM), ${c.entries.toLocaleString('en')} entries were written through the in-process leader, and the follower was restarted. Its API answered ${fmt(c.startupSeconds, 2)} s after the restart, and its commitIndex (GET /cluster, polled every 10 ms) reached the leader's ${c.leaderCommit.toLocaleString('en')} ${fmt(c.catchUpSeconds, 2)} s later: **${fmt(c.entriesPerSecond, 0)} entries/s** (${fmt(c.entriesPerSecondFromSpawn, 0)} entries/s counting the restart).`,
+      `A follower holding ${c.followerCommitBeforeStop.toLocaleString('en')} entries was stopped (SIGTERM), ${c.entries.toLocaleString('en')} entries were written through the in-process leader, and the follower was restarted. Its API answered ${fmt(c.startupSeconds, 2)} s after the restart, and its commitIndex (GET /cluster, polled every 10 ms) reached the leader's ${c.leaderCommit.toLocaleString('en')} ${fmt(c.catchUpSeconds, 2)} s later: ${c.appliedSeconds === undefined ? `**${fmt(c.entriesPerSecond, 0)} entries/s**` : `${fmt(c.entriesPerSecond, 0)} entries/s by commitIndex`} (${fmt(c.entriesPerSecondFromSpawn, 0)} entries/s counting the restart${c.appliedSeconds !== undefined ? ', until applied' : ''}).`,
+      '',
+    );
+    if (c.via) {
+      const how =
+        c.via === 'InstallSnapshot'
+          ? `It came back **through InstallSnapshot**: the leader's log started at ${c.leaderLogStartIndex?.toLocaleString('en') ?? '?'} (compacted past the follower's ${c.followerCommitBeforeStop.toLocaleString('en')}), so it sent its snapshot at ${c.installed!.index.toLocaleString('en')} (${mb(c.installed!.bytes)}${c.installed!.sendMs !== undefined ? `, sent in ${fmt(c.installed!.sendMs)} ms` : ''}), which the follower installed ${fmt(c.installed!.installedAfterSeconds ?? NaN, 2)} s after its restart, and then the entries after it.`
+          : `It came back **through entries only** (no InstallSnapshot: the leader's log still held everything after the follower's${c.leaderLogStartIndex !== undefined ? `; it started at ${c.leaderLogStartIndex.toLocaleString('en')}` : ''}).`;
+      const own = c.restoredOwnSnapshotAt !== undefined ? ` On start it restored its own snapshot at ${c.restoredOwnSnapshotAt.toLocaleString('en')}.` : '';
+      const applied = c.appliedSeconds !== undefined ? ` It had applied everything (a linearizable read on it answered) ${fmt(c.appliedSeconds, 2)} s after its API answered: **${fmt(c.entriesPerSecondApplied ?? NaN, 0)} entries/s** — the figure the target is checked against.` : '';
+      const t = c.startup;
+      const timeline = t ? ` Its start-up (from its output, after spawning): first line ${fmt(t.firstOutput ?? NaN, 2)} s, own snapshot restored ${fmt(t.restoredOwnSnapshot ?? NaN, 2)} s, RPC listener ${fmt(t.rpcListening ?? NaN, 2)} s, API listening ${fmt(t.apiListening ?? NaN, 2)} s.` : '';
+      out.push(`${how}${own}${applied}${timeline}`, '');
+    }
+  }
+  if (r.rejoins?.length) {
+    out.push(`## Restart and a new node after the big write`, '');
+    out.push(
+      'Both after the log reached its final size, with the cluster idle. *Restart*: a follower process (node 2, or node 3 if node 2 leads by then), which holds its own snapshot and the log tail after it, is stopped with SIGTERM and started again. *New node*: a 4th process with an empty database (no rows for its node id) and no PEERS starts, then `POST /cluster/members {id, url}` on the leader adds it (joint consensus, answered once C_new is committed). Times are from spawning the process; *applied* is when a linearizable read on it (`GET /kv/k0`, ReadIndex: answers once the node has applied all that the leader had committed) answered after its commitIndex had reached the target, or its status appliedIndex where the sample exposes it. *Via* tells whether it got the leader\'s snapshot (InstallSnapshot: its log line "installed the leader\'s snapshot" and the leader\'s `snapshot sent` event) or entries only.',
+      '',
+    );
+    out.push('| what | node | held before | target (leader commit) | entries to catch up | API answers | commit reached | applied | via | stored log after: rows · log start · snapshot | peak RSS |');
+    out.push('|---|---|---|---:|---:|---:|---:|---:|---|---|---:|');
+    for (const j of r.rejoins) {
+      const held = j.held ? `snapshot ${j.held.snapshotIndex?.toLocaleString('en') ?? '–'} (${mb(j.held.snapshotBytes)}), ${j.held.rows.toLocaleString('en')} log rows` : 'nothing (empty database)';
+      const via =
+        j.via === 'InstallSnapshot'
+          ? `InstallSnapshot at ${j.installed!.index.toLocaleString('en')} (${mb(j.installed!.bytes)}${j.installed!.sendMs !== undefined ? `, sent in ${fmt(j.installed!.sendMs)} ms` : ''}${j.installed!.installedAfterSeconds !== undefined ? `, installed at ${fmt(j.installed!.installedAfterSeconds, 2)} s` : ''}) + entries`
+          : `entries${j.restoredOwnSnapshotAt !== undefined ? ` after restoring its own snapshot at ${j.restoredOwnSnapshotAt.toLocaleString('en')}` : ''}`;
+      const tries = j.addAttempts && j.addAttempts.length > 1 ? `, ${j.addAttempts.length} attempts: ${j.addAttempts.map((a) => `${a.status || 'error'} in ${fmt(a.seconds, 1)} s`).join(', ')}` : '';
+      const added = j.failed
+        ? ` — **FAILED**: ${j.failed}`
+        : j.addSeconds !== undefined
+          ? ` (POST /cluster/members took ${fmt(j.addSeconds, 2)} s${tries}; POST → applied ${fmt(j.fromAddSeconds ?? NaN, 2)} s)`
+          : '';
+      out.push(
+        `| ${j.name}: ${j.description}${added} | ${j.node} | ${held} | ${j.target.toLocaleString('en')} | ${j.entries.toLocaleString('en')} | ${fmt(j.apiSeconds, 2)} s | ${fmt(j.commitSeconds, 2)} s | **${fmt(j.appliedSeconds, 2)} s** | ${via} | ${storedCell(j.stored)} | ${j.peakRssMb !== undefined ? `${fmt(j.peakRssMb, 0)} MB` : '–'} |`,
+      );
+    }
+    out.push('');
+    const timed = r.rejoins.filter((j) => j.startup);
+    if (timed.length) {
+      out.push("Start-up timeline of these processes, from their output (seconds after spawning): first line (Node.js and the modules loaded) → own snapshot restored → Raft RPC listener up (the Raft node has started: storage loaded) → public API listening.", '');
+      for (const j of timed) {
+        const t = j.startup!;
+        out.push(`- ${j.name} (${j.node}): first line ${fmt(t.firstOutput ?? NaN, 2)} s → own snapshot restored ${fmt(t.restoredOwnSnapshot ?? NaN, 2)} s → RPC listener ${fmt(t.rpcListening ?? NaN, 2)} s → API listening ${fmt(t.apiListening ?? NaN, 2)} s`);
+      }
+      out.push('');
+    }
+  }
+  if (r.leadershipLosses?.length) {
+    out.push(
+      `**Leadership lost:** the in-process node stopped leading ${r.leadershipLosses.length} time(s): ${r.leadershipLosses
+        .map(
+          (l) =>
+            `during ${l.during} at ${fmt(l.at, 0)} s, commit ${l.commitIndex?.toLocaleString('en') ?? '?'} (it led in term ${l.leaderTerm ?? '?'}, then term ${l.term}${l.leaderTerm === l.term ? ', i.e. it stepped down itself' : ''}; followers had last answered ${l.followers.map((f) => `n${f.node} ${f.lastAnswerMsAgo} ms`).join(', ')} before${l.nearestLeaderSnapshot ? `; its own nearest snapshot, at ${l.nearestLeaderSnapshot.index.toLocaleString('en')}, took ${l.nearestLeaderSnapshot.durationMs} ms and ended ${l.nearestLeaderSnapshot.endedMsAfterLoss} ms after` : ''})`,
+        )
+        .join('; ')}. Stepping down in the same term with no answer from a majority for the leader's election timeout is CheckQuorum; a higher term means a follower's election reached it.`,
       '',
     );
   }
+  if (r.leadershipRestarts?.length) {
+    out.push(`**Note:** a follower took the leadership from the in-process node during the run; the benchmark restarted the leading process so that node 1 led again: ${r.leadershipRestarts.join('; ')}. Those processes' peak RSS covers only the time since.`, '');
+  }
   out.push('## Peak RSS per node', '');
-  out.push('| node | phase | RSS once started | peak RSS | RSS at the end | log entries at the end |', '|---|---|---:|---:|---:|---:|');
-  for (const p of r.peakRss) out.push(`| ${p.node} | ${p.phase} | ${p.startRssMb !== undefined ? `${fmt(p.startRssMb, 0)} MB` : '–'} | ${fmt(p.peakRssMb, 0)} MB | ${fmt(p.rssMb, 0)} MB | ${p.logEntries.toLocaleString('en')} |`);
+  if (r.compaction) {
+    out.push(
+      `Log compaction: a snapshot every ${r.compaction.snapshotEvery.toLocaleString('en')} applied entries (SNAPSHOT_EVERY), ${r.compaction.trailingEntries.toLocaleString('en')} entries kept behind it; the stored log of a node should stay under about ${r.compaction.storedRowsBound.toLocaleString('en')} rows (snapshotEvery + trailing entries + 1,024 in flight). *Stored log* is read from PostgreSQL at the end of the phase: rows in raft_log_entries for the node (first–last index), its log start (raft_base_configuration.log_start_index) and its snapshot (raft_snapshots: index and size).`,
+      '',
+    );
+  }
+  out.push('| node | phase | RSS once started | peak RSS | RSS at the end | commit index at the end | stored log rows (first–last index) | log start | snapshot index | snapshot size |', '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const p of r.peakRss) {
+    const st = p.stored;
+    out.push(
+      `| ${p.node} | ${p.phase} | ${p.startRssMb !== undefined ? `${fmt(p.startRssMb, 0)} MB` : '–'} | ${fmt(p.peakRssMb, 0)} MB | ${fmt(p.rssMb, 0)} MB | ${p.logEntries.toLocaleString('en')} | ${st ? `${st.rows.toLocaleString('en')}${st.rows ? ` (${st.firstIndex!.toLocaleString('en')}–${st.lastIndex!.toLocaleString('en')})` : ''}` : '–'} | ${st ? st.logStartIndex.toLocaleString('en') : '–'} | ${st?.snapshotIndex !== undefined ? st.snapshotIndex.toLocaleString('en') : '–'} | ${st ? mb(st.snapshotBytes) : '–'} |`,
+    );
+  }
   out.push('');
-  out.push('## Targets (issue 6)', '');
+  if (r.heapReadings?.length) {
+    out.push('## Memory of each node after the big write (--heap-snapshot)', '');
+    out.push('`process.memoryUsage()` when asked, then after the full GC that writing a heap snapshot does, and the live heap\'s biggest kinds of objects (self size).', '');
+    out.push('| node | RSS | heap total / used | external (of which ArrayBuffers) | after GC: RSS · heap total / used | live heap | biggest kinds | resident by mapping (smaps) |', '|---|---:|---:|---:|---:|---:|---|---|');
+    for (const h of r.heapReadings) {
+      const b = h.before;
+      const a = h.afterGc;
+      out.push(
+        `| ${h.node} | ${b ? `${fmt(b.rssMb, 0)} MB` : '–'} | ${b ? `${fmt(b.heapTotalMb, 0)} / ${fmt(b.heapUsedMb, 0)} MB` : '–'} | ${b ? `${fmt(b.externalMb, 0)} (${fmt(b.arrayBuffersMb, 0)}) MB` : '–'} | ${a ? `${fmt(a.rssMb, 0)} MB · ${fmt(a.heapTotalMb, 0)} / ${fmt(a.heapUsedMb, 0)} MB` : '–'} | ${fmt(h.liveHeapMb, 1)} MB | ${h.top.slice(0, 6).map((t) => `${t.kind} ${fmt(t.selfMb, 1)} MB`).join(', ')} | ${h.smaps ? Object.entries(h.smaps.byKind).sort((x, y) => y[1] - x[1]).slice(0, 4).map(([k, v]) => `${k} ${fmt(v, 0)} MB`).join(', ') : '–'} |`,
+      );
+    }
+    out.push('');
+  }
+  if (r.nodeWarnings?.length) {
+    out.push('## Process warnings from the nodes', '');
+    out.push('The node processes run with `--trace-warnings`; each process that printed warnings, with the first one and its stack:', '');
+    for (const w of r.nodeWarnings) {
+      out.push(`- ${w.node} (pid ${w.pid}): ${w.count.toLocaleString('en')} warning(s)`, '', '```', ...(w.first[0] ?? '').split('\n').slice(0, 14), '```', '');
+    }
+  }
+  out.push('## Targets (issues 6 and 7)', '');
   out.push('| target | measured | met |', '|---|---|---|');
   for (const t of r.targets) out.push(`| ${t.target} | ${t.measured} | ${t.met === undefined ? 'not measured' : t.met ? 'yes' : '**no**'} |`);
   out.push('');
