@@ -10,13 +10,22 @@
  *    applied more than once by that replay is a duplicate (D). Entries the sessions deduplicate are
  *    counted apart: they are harmless retries. The replay must also agree with the cluster: each final
  *    read (through the log, after the workload stopped) must see what the replay says the key held.
- * 4. Log agreement: every node incarnation's committed prefix (what it reported committed, or its
- *    stored commit index) equals the same prefix of the most advanced final member's log, entry by
- *    entry (term, type, bytes, configuration).
+ * 4. Log agreement, with compaction: the committed log is put back together from what every node
+ *    incarnation stores (raft_log_entries, from its log start on) and from a shadow of every entry it
+ *    ever stored (a trigger, see postgres.ts: compaction deletes entries, not their shadow), taking an
+ *    entry as committed where the incarnation is known to have committed it (the commit index it
+ *    reported or stored, its own snapshots). Every such copy of an index must be the same entry (term,
+ *    type, bytes, configuration), no committed index may be missing, and each incarnation's stored log
+ *    must be gapless from its log start, with the compacted prefix covered by a stored snapshot whose
+ *    index/term are the committed log's there, and whose contents (the key-value map) are what the
+ *    replay of the committed log holds at that index.
  * 5. One vote per term: the audit of every (term, vote) a node stored (a trigger on raft_hard_state)
  *    never shows two different votes in one term, a forgotten vote, or a term going back.
  * 6. Election safety: no two nodes ever reported being leader of the same term.
+ * 7. Bounded log: every final member stores at most SNAPSHOT_EVERY + the trailing entries kept after a
+ *    snapshot + a little slack (compaction works), and the counts of snapshots taken and installed.
  */
+import { createHash } from 'node:crypto';
 import { checkLinearizable, type HistoryOp } from '../sim/linearizability.js';
 import type { Incarnation } from './nodes.js';
 import { CLUSTER_ID } from './nodes.js';
@@ -31,37 +40,110 @@ export interface LogRow {
   config: unknown;
 }
 
+export interface StoredSnapshot {
+  index: number;
+  term: number;
+  /** The bytes put back together from the chunks (checked against size and SHA-256), or why not. */
+  data?: Buffer;
+  error?: string;
+}
+
+export interface SnapshotWrite {
+  index: number;
+  term: number;
+  kind: 'taken' | 'installed';
+  /** The stored log held (index, term) when the snapshot was written. */
+  matched: boolean;
+}
+
 export interface StoredState {
   incarnation: Incarnation;
+  /** What raft_log_entries still holds, in index order (from logStart.index + 1 on). */
   entries: LogRow[];
+  /** Where the stored log starts: entries up to here were compacted (0: never). */
+  logStart: { index: number; term: number };
+  snapshot?: StoredSnapshot;
+  /** Every entry this incarnation ever stored, last version per index (see postgres.ts). */
+  shadow: LogRow[];
+  /** The index of its latest own snapshot (0: none): shadow entries up to here are committed. */
+  pinnedTo: number;
+  /** Every snapshot it wrote, in order. */
+  snapshotWrites: SnapshotWrite[];
+  /** What the triggers found wrong while the node ran (a committed entry replaced). */
+  violations: string[];
   hard?: { term: number; vote: number; commit: number };
   audit: { term: number; vote: number }[];
   error?: string;
 }
 
+const ENTRY_COLUMNS = `e."index"::text AS "index", e."term"::text AS "term", e."type", e."command", e."config"`;
+
+function toRows(rows: { index: string; term: string; type: string; command: Buffer; config: unknown }[]): LogRow[] {
+  return rows.map((r) => ({ index: Number(r.index), term: Number(r.term), type: r.type, command: r.command, config: r.config }));
+}
+
 export async function readStoredState(pg: PgServer, incarnation: Incarnation): Promise<StoredState> {
-  const state: StoredState = { incarnation, entries: [], audit: [] };
+  const state: StoredState = { incarnation, entries: [], logStart: { index: 0, term: 0 }, shadow: [], pinnedTo: 0, snapshotWrites: [], violations: [], audit: [] };
+  const db = incarnation.database;
+  const id = [CLUSTER_ID, incarnation.nodeId];
   try {
-    const tables = await pg.query<{ t: string | null }>(incarnation.database, `SELECT to_regclass('raft_log_entries')::text AS t`);
+    const tables = await pg.query<{ t: string | null; s: string | null }>(db, `SELECT to_regclass('raft_log_entries')::text AS t, to_regclass('raft_snapshots')::text AS s`);
     if (!tables[0]?.t) return state; // the node never got as far as creating its tables
-    const rows = await pg.query<{ index: string; term: string; type: string; command: Buffer; config: unknown }>(
-      incarnation.database,
-      `SELECT e."index"::text AS "index", e."term"::text AS "term", e."type", e."command", e."config" FROM raft_log_entries e WHERE e.cluster_id = $1 AND e.node_id = $2 ORDER BY e."index"`,
-      [CLUSTER_ID, incarnation.nodeId],
+    type Row = { index: string; term: string; type: string; command: Buffer; config: unknown };
+    state.entries = toRows(await pg.query<Row>(db, `SELECT ${ENTRY_COLUMNS} FROM raft_log_entries e WHERE e.cluster_id = $1 AND e.node_id = $2 ORDER BY e."index"`, id));
+    state.shadow = toRows(await pg.query<Row>(db, `SELECT ${ENTRY_COLUMNS} FROM chaos_log_shadow e WHERE e.node_id = $1 ORDER BY e."index"`, [incarnation.nodeId]));
+    const pin = await pg.query<{ p: string }>(db, `SELECT pinned_to::text AS p FROM chaos_pin WHERE node_id = $1`, [incarnation.nodeId]);
+    state.pinnedTo = pin[0] ? Number(pin[0].p) : 0;
+    const writes = await pg.query<{ index: string; term: string; kind: string; matched: boolean }>(
+      db,
+      `SELECT a."index"::text AS "index", a.term::text AS term, a.kind, a.matched FROM chaos_snapshot_audit a WHERE a.node_id = $1 ORDER BY a.seq`,
+      [incarnation.nodeId],
     );
-    state.entries = rows.map((r) => ({ index: Number(r.index), term: Number(r.term), type: r.type, command: r.command, config: r.config }));
-    const hard = await pg.query<{ term: string; vote: string; commit_index: string }>(
-      incarnation.database,
-      `SELECT term::text, vote::text, commit_index::text FROM raft_hard_state WHERE cluster_id = $1 AND node_id = $2`,
-      [CLUSTER_ID, incarnation.nodeId],
-    );
+    state.snapshotWrites = writes.map((w) => ({ index: Number(w.index), term: Number(w.term), kind: w.kind === 'installed' ? 'installed' : 'taken', matched: w.matched }));
+    state.violations = (await pg.query<{ detail: string }>(db, `SELECT detail FROM chaos_violations WHERE node_id = $1 ORDER BY seq`, [incarnation.nodeId])).map((v) => v.detail);
+    if (tables[0].s) {
+      const start = await pg.query<{ i: string; t: string }>(db, `SELECT log_start_index::text AS i, log_start_term::text AS t FROM raft_base_configuration WHERE cluster_id = $1 AND node_id = $2`, id);
+      if (start[0]) state.logStart = { index: Number(start[0].i), term: Number(start[0].t) };
+      const snap = await pg.query<{ index: string; term: string; size: string; chunks: number; sha256: Buffer }>(
+        db,
+        `SELECT "index"::text AS "index", term::text AS term, size::text AS size, chunks, sha256 FROM raft_snapshots WHERE cluster_id = $1 AND node_id = $2`,
+        id,
+      );
+      if (snap[0]) {
+        const row = snap[0];
+        const snapshot: StoredSnapshot = { index: Number(row.index), term: Number(row.term) };
+        const chunks = await pg.query<{ chunk: number; data: Buffer }>(db, `SELECT chunk, data FROM raft_snapshot_chunks WHERE cluster_id = $1 AND node_id = $2 ORDER BY chunk`, id);
+        const data = Buffer.concat(chunks.map((c) => c.data));
+        if (chunks.length !== row.chunks || chunks.some((c, i) => c.chunk !== i)) snapshot.error = `${chunks.length} chunk rows where the metadata says ${row.chunks}`;
+        else if (data.length !== Number(row.size)) snapshot.error = `${data.length} bytes where the metadata says ${row.size}`;
+        else if (!createHash('sha256').update(data).digest().equals(row.sha256)) snapshot.error = 'SHA-256 mismatch';
+        else snapshot.data = data;
+        state.snapshot = snapshot;
+      }
+    }
+    const hard = await pg.query<{ term: string; vote: string; commit_index: string }>(db, `SELECT term::text, vote::text, commit_index::text FROM raft_hard_state WHERE cluster_id = $1 AND node_id = $2`, id);
     if (hard[0]) state.hard = { term: Number(hard[0].term), vote: Number(hard[0].vote), commit: Number(hard[0].commit_index) };
-    const audit = await pg.query<{ term: string; vote: string }>(incarnation.database, `SELECT term::text, vote::text FROM chaos_vote_audit WHERE node_id = $1 ORDER BY seq`, [incarnation.nodeId]);
+    const audit = await pg.query<{ term: string; vote: string }>(db, `SELECT term::text, vote::text FROM chaos_vote_audit WHERE node_id = $1 ORDER BY seq`, [incarnation.nodeId]);
     state.audit = audit.map((a) => ({ term: Number(a.term), vote: Number(a.vote) }));
   } catch (error) {
     state.error = (error as Error).message;
   }
   return state;
+}
+
+/** The key-value map in a snapshot's bytes (lib/node/snapshot-envelope.ts + the sample's JSON, decoded independently), as sorted JSON. */
+export function snapshotKv(data: Buffer): string {
+  const magic = [0x52, 0x53, 0x4e, 0x50];
+  if (data.length < 9 || magic.some((b, i) => data[i] !== b)) throw new Error('not a snapshot envelope (bad magic)');
+  if (data[4] !== 1) throw new Error(`unknown snapshot envelope version ${data[4]}`);
+  const sessionsLength = data.readUInt32BE(5);
+  const state = data.subarray(9 + sessionsLength);
+  const entries = JSON.parse(state.toString('utf8')) as [string, unknown][];
+  return kvJson(new Map(entries));
+}
+
+function kvJson(map: Map<string, unknown>): string {
+  return JSON.stringify([...map].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)));
 }
 
 // ------------------------------------------------------------------------------------ commands
@@ -110,7 +192,27 @@ export interface ChaosChecks {
   /** Log entries that repeat a (client, sequence) already applied: answered from the session table. */
   deduplicatedRetries: number;
   finalStateMismatches: string[];
-  logAgreement: { committedIndex: number; lowestFinalCommit: number; incarnationsCompared: number; problems: string[] };
+  logAgreement: {
+    committedIndex: number;
+    lowestFinalCommit: number;
+    incarnationsCompared: number;
+    /** Committed indices that only the shadows still hold (compacted in every store). */
+    fromShadowsOnly: number;
+    /** Copies of committed entries compared (stored and shadowed, every incarnation). */
+    copiesCompared: number;
+    problems: string[];
+  };
+  snapshots: {
+    /** Snapshots written by the nodes themselves / installed from a leader (every incarnation, from the triggers). */
+    taken: number;
+    installed: number;
+    /** Stored snapshots whose contents were checked against the replay of the committed log. */
+    verified: number;
+    /** Final members: the most entries one stores, and the bound it must stay under (0: not checked). */
+    maxStoredEntries: number;
+    storedBound: number;
+    problems: string[];
+  };
   votes: { termsChecked: number; problems: string[] };
   electionSafety: string[];
   undecodable: number;
@@ -128,6 +230,14 @@ export interface CheckInput {
   /** Final reads (key → the read op) and the leader's commit index just before they were issued. */
   finalReads: Map<string, RecordedOp>;
   commitBeforeFinalReads: number;
+  /** SNAPSHOT_EVERY of the nodes (0: no snapshots) and the entries they keep after one, for the bounded-log check. */
+  snapshotEvery: number;
+  trailingEntries: number;
+}
+
+/** How many entries a final member may store: SNAPSHOT_EVERY + the trailing entries + slack (a batch applied past the threshold, uncommitted entries). */
+export function storedEntriesBound(snapshotEvery: number, trailingEntries: number): number {
+  return snapshotEvery > 0 ? snapshotEvery + trailingEntries + Math.max(100, Math.ceil(snapshotEvery / 2)) : 0;
 }
 
 function sameEntry(a: LogRow, b: LogRow): boolean {
@@ -146,7 +256,8 @@ export function runChecks(input: CheckInput): ChaosChecks {
     duplicates: [],
     deduplicatedRetries: 0,
     finalStateMismatches: [],
-    logAgreement: { committedIndex: 0, lowestFinalCommit: 0, incarnationsCompared: 0, problems: [] },
+    logAgreement: { committedIndex: 0, lowestFinalCommit: 0, incarnationsCompared: 0, fromShadowsOnly: 0, copiesCompared: 0, problems: [] },
+    snapshots: { taken: 0, installed: 0, verified: 0, maxStoredEntries: 0, storedBound: storedEntriesBound(input.snapshotEvery, input.trailingEntries), problems: [] },
     votes: { termsChecked: 0, problems: [] },
     electionSafety: [],
     undecodable: 0,
@@ -177,7 +288,10 @@ export function runChecks(input: CheckInput): ChaosChecks {
   if (lin.explanation) report.linearizabilityExplanation = lin.explanation;
   else if (lin.timedOut) report.linearizabilityExplanation = `the check ran out of its ${input.checkTimeoutMs} ms budget (counted as a failure)`;
 
-  // 4. log agreement: the authority is the final member that reported the highest commit index.
+  // 4. log agreement. The committed index is the highest a final member reported at the end. Each
+  // incarnation vouches for the entries it stores or shadows up to what it is known to have committed
+  // (the commit index it reported or stored, its own latest snapshot); every copy of one index must be
+  // the same entry, and every committed index must have one.
   const byDb = new Map(states.map((s) => [s.incarnation.database, s]));
   const finals = input.finalMembers.filter((f) => byDb.has(f.database)).sort((a, b) => b.commitIndex - a.commitIndex);
   const problems = report.logAgreement.problems;
@@ -185,34 +299,100 @@ export function runChecks(input: CheckInput): ChaosChecks {
   const committed = authority ? finals[0]!.commitIndex : 0;
   report.logAgreement.committedIndex = committed;
   report.logAgreement.lowestFinalCommit = finals.length ? Math.min(...finals.map((f) => f.commitIndex)) : 0;
+  const finalCommitOf = new Map(input.finalMembers.map((f) => [f.database, f.commitIndex]));
+  const who = (s: StoredState) => `${s.incarnation.database} (node ${s.incarnation.nodeId})`;
   if (!authority) problems.push('no final member to take the committed log from');
-  else if (authority.entries.length < committed || authority.entries[committed - 1]?.index !== committed) {
-    problems.push(`node ${authority.incarnation.nodeId} reported commit index ${committed} but stores ${authority.entries.length} entries`);
+  else {
+    const last = authority.entries.length ? authority.entries[authority.entries.length - 1]!.index : authority.logStart.index;
+    if (committed < authority.logStart.index || committed > last) problems.push(`${who(authority)} reported commit index ${committed} but stores ${authority.logStart.index + 1}..${last}`);
   }
-  const log = authority ? authority.entries.slice(0, committed) : [];
-  for (const s of states) {
+  const chosen: (LogRow | undefined)[] = new Array<LogRow | undefined>(committed + 1);
+  const chosenFrom: string[] = new Array<string>(committed + 1);
+  const fromStore = new Set<number>();
+  let disagreements = 0;
+  const ordered = authority ? [authority, ...states.filter((s) => s !== authority)] : states;
+  for (const s of ordered) {
     if (s.error) {
       problems.push(`${s.incarnation.database}: unreadable: ${s.error}`);
       continue;
     }
-    const final = input.finalMembers.find((f) => f.database === s.incarnation.database);
-    let bound = final ? final.commitIndex : Math.max(s.incarnation.maxCommitSeen, s.hard?.commit ?? 0);
-    if (final && s.entries.length < bound) problems.push(`${s.incarnation.database}: final member reported commit ${bound} but stores only ${s.entries.length} entries`);
-    bound = Math.min(bound, s.entries.length, log.length);
-    for (let i = 0; i < bound; i++) {
-      const mine = s.entries[i]!;
-      if (mine.index !== i + 1) {
-        problems.push(`${s.incarnation.database}: gap in the stored log at index ${i + 1}`);
+    report.logAgreement.incarnationsCompared++;
+    for (const v of s.violations) problems.push(`${who(s)}: ${v}`);
+    // The stored log: gapless from its start, the compacted prefix covered by a snapshot.
+    let expect = s.logStart.index + 1;
+    for (const e of s.entries) {
+      if (e.index !== expect) {
+        problems.push(`${who(s)}: the stored log has ${e.index} where ${expect} was expected (log start ${s.logStart.index})`);
         break;
       }
-      if (!sameEntry(mine, log[i]!)) {
-        problems.push(
-          `${s.incarnation.database} (node ${s.incarnation.nodeId}) differs from the committed log at index ${i + 1}: term ${mine.term} ${mine.type} vs term ${log[i]!.term} ${log[i]!.type}`,
-        );
-        break;
+      expect++;
+    }
+    if (s.logStart.index > 0 && !s.snapshot) problems.push(`${who(s)}: compacted up to ${s.logStart.index} but holds no snapshot`);
+    if (s.snapshot) {
+      const last = s.entries.length ? s.entries[s.entries.length - 1]!.index : s.logStart.index;
+      if (s.snapshot.index < s.logStart.index || s.snapshot.index > last) problems.push(`${who(s)}: its snapshot at ${s.snapshot.index} is outside its log (${s.logStart.index}..${last})`);
+      if (s.snapshot.error) problems.push(`${who(s)}: its snapshot at ${s.snapshot.index} is unreadable: ${s.snapshot.error}`);
+    }
+    const witness = Math.min(committed, Math.max(finalCommitOf.get(s.incarnation.database) ?? 0, s.incarnation.maxCommitSeen, s.hard?.commit ?? 0, s.pinnedTo));
+    const vouch = (row: LogRow, stored: boolean) => {
+      if (row.index < 1 || row.index > witness) return;
+      report.logAgreement.copiesCompared++;
+      if (stored) fromStore.add(row.index);
+      const known = chosen[row.index];
+      if (!known) {
+        chosen[row.index] = row;
+        chosenFrom[row.index] = who(s);
+      } else if (!sameEntry(known, row) && ++disagreements <= 5) {
+        problems.push(`${who(s)} ${stored ? 'stores' : 'stored'} term ${row.term} ${row.type} at committed index ${row.index}, ${chosenFrom[row.index]} term ${known.term} ${known.type}`);
+      }
+    };
+    for (const e of s.entries) vouch(e, true);
+    for (const e of s.shadow) vouch(e, false);
+  }
+  if (disagreements > 5) problems.push(`… ${disagreements} copies of committed entries disagree in all`);
+  const missing: number[] = [];
+  for (let i = 1; i <= committed; i++) {
+    if (!chosen[i]) missing.push(i);
+    else if (!fromStore.has(i)) report.logAgreement.fromShadowsOnly++;
+  }
+  if (missing.length) problems.push(`${missing.length} committed entries are in no store or shadow, e.g. ${missing.slice(0, 5).join(', ')}`);
+  const log = chosen.slice(1).filter((e): e is LogRow => e !== undefined);
+  // Where each incarnation's log starts and its snapshot: the committed log's terms there.
+  const snapshotsToVerify = new Map<number, StoredState[]>();
+  for (const s of states) {
+    if (s.error) continue;
+    if (s.logStart.index > 0 && s.logStart.index <= committed && chosen[s.logStart.index] && chosen[s.logStart.index]!.term !== s.logStart.term) {
+      problems.push(`${who(s)}: its log starts after ${s.logStart.index}/term ${s.logStart.term}, the committed log has term ${chosen[s.logStart.index]!.term} there`);
+    }
+    if (s.snapshot && s.snapshot.index <= committed && chosen[s.snapshot.index]) {
+      if (chosen[s.snapshot.index]!.term !== s.snapshot.term) problems.push(`${who(s)}: its snapshot is at ${s.snapshot.index}/term ${s.snapshot.term}, the committed log has term ${chosen[s.snapshot.index]!.term} there`);
+      else if (s.snapshot.data) {
+        const list = snapshotsToVerify.get(s.snapshot.index) ?? [];
+        list.push(s);
+        snapshotsToVerify.set(s.snapshot.index, list);
       }
     }
-    report.logAgreement.incarnationsCompared++;
+  }
+
+  // 7. snapshots: counts, bounded logs
+  for (const s of states) {
+    const seen = new Set<string>();
+    for (const w of s.snapshotWrites) {
+      const key = `${w.kind}/${w.index}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      report.snapshots[w.kind]++;
+    }
+  }
+  if (report.snapshots.storedBound > 0) {
+    for (const f of input.finalMembers) {
+      const s = byDb.get(f.database);
+      if (!s || s.error) continue;
+      report.snapshots.maxStoredEntries = Math.max(report.snapshots.maxStoredEntries, s.entries.length);
+      if (s.entries.length > report.snapshots.storedBound) {
+        report.snapshots.problems.push(`${who(s)} stores ${s.entries.length} entries (${s.logStart.index + 1}..), more than ${report.snapshots.storedBound}: its log is not compacted`);
+      }
+    }
   }
 
   // 2 + 3. replay the committed log with session semantics
@@ -231,7 +411,24 @@ export function runChecks(input: CheckInput): ChaosChecks {
     snapshotted = true;
     for (const key of input.finalReads.keys()) snapshot(key);
   };
+  const verifyUpTo = (index: number) => {
+    for (const [at, list] of snapshotsToVerify) {
+      if (at > index) continue;
+      snapshotsToVerify.delete(at);
+      const replayed = kvJson(state);
+      for (const s of list) {
+        try {
+          const held = snapshotKv(s.snapshot!.data!);
+          report.snapshots.verified++;
+          if (held !== replayed) report.snapshots.problems.push(`${who(s)}: its snapshot at ${at} holds ${held.slice(0, 200)}, the replay of the committed log ${replayed.slice(0, 200)}`);
+        } catch (error) {
+          report.snapshots.problems.push(`${who(s)}: its snapshot at ${at} does not decode: ${(error as Error).message}`);
+        }
+      }
+    }
+  };
   for (const entry of decoded) {
+    verifyUpTo(entry.index - 1);
     if (!snapshotted && entry.index > input.commitBeforeFinalReads) takeSnapshotOfAll();
     if (entry.undecodable || !entry.command) {
       report.undecodable++;
@@ -263,6 +460,7 @@ export function runChecks(input: CheckInput): ChaosChecks {
     }
     if (snapshotted && valuesSince.has(c.key)) snapshot(c.key);
   }
+  verifyUpTo(Infinity);
   if (!snapshotted) takeSnapshotOfAll();
   for (const [id, w] of writes) {
     if (w.applied > 1) {

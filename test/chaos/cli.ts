@@ -33,6 +33,20 @@ if (c) {
     `outcomes: ${c.outcomes.ok} ok, ${c.outcomes.fail} failed, ${c.outcomes.unknown} unknown; committed log ${c.logAgreement.committedIndex} entries (lowest final commit ${c.logAgreement.lowestFinalCommit}), ${c.logAgreement.incarnationsCompared} stores compared; ${c.deduplicatedRetries} retried commands deduplicated by sessions; ${c.votes.termsChecked} terms of votes audited`,
   );
 }
+if (c) {
+  const sn = c.snapshots;
+  lines.push(
+    `snapshots (SNAPSHOT_EVERY=${result.options.snapshotEvery || 'off'}, ${result.options.snapshotTrailing} trailing entries): ${sn.taken} taken, ${sn.installed} installed from a leader (${result.installLines} "installed" log lines); ${sn.verified} stored snapshots match the replay of the committed log; ` +
+      `largest final log ${sn.maxStoredEntries} entries${sn.storedBound ? ` (bound ${sn.storedBound})` : ''}; ${c.logAgreement.fromShadowsOnly} committed entries compacted everywhere, checked from the shadows; ${c.logAgreement.copiesCompared} copies of committed entries compared`,
+  );
+}
+if (result.rolling) {
+  for (const r of result.rolling.restarts) lines.push(`restart: ${r}`);
+  for (const s of result.rolling.stalls) lines.push(`stall: ${s}`);
+  lines.push(
+    `rolling restarts: ${result.rolling.ops} operations during the phase, ${result.rolling.failed} failed, ${result.rolling.refused} refused connections rerouted, slowest success ${(result.rolling.slowestMs / 1000).toFixed(2)} s`,
+  );
+}
 if (c) lines.push(`answers: ${Object.entries(c.statuses).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}×${v}`).join(', ')}`);
 if (result.fullyHealedInS !== undefined) lines.push(`every node back in and caught up ${result.fullyHealedInS.toFixed(2)} s after the faults stopped`);
 for (const l of lines) console.log(l);

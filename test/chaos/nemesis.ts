@@ -8,10 +8,14 @@
  * - postgres: every 10–20 s (5–10 s in the async-commit control) an abrupt stop of PostgreSQL, down 0.5–3 s;
  * - membership: every 8–12 s a member (the leader 40 % of the time) is removed, its store replaced by
  *   an empty one, restarted with no PEERS and added back (POST /cluster/members);
- * - links: every 1–3 s one directed link gets delay 75 ± 50 ms, drop, duplicate or blackhole for 1–4 s.
+ * - links: every 1–3 s one directed link gets delay 75 ± 50 ms, drop, duplicate or blackhole for 1–4 s;
+ * - lag: every 6–12 s a follower is killed (or cut off from everyone: always with failpoints) and kept
+ *   out until the leader's log starts past the follower's last stored entry (its snapshot and
+ *   compaction, read from PostgreSQL; at most 20 s), so that it comes back through InstallSnapshot;
+ *   meanwhile bursts of writes to keys outside the clients' (`filler-*`) make the log grow faster.
  */
 import { request } from './http.js';
-import type { ChaosCluster, ChaosNode, ClusterView } from './nodes.js';
+import { CLUSTER_ID, type ChaosCluster, type ChaosNode, type ClusterView } from './nodes.js';
 import type { ChaosOptions, FailpointName, FaultKind } from './options.js';
 import type { PgServer } from './postgres.js';
 import { sleep } from './postgres.js';
@@ -102,6 +106,7 @@ export class Nemesis {
     if (on('postgres') && !fpRun) loop(4, (rng) => this.postgresOnce(rng));
     if (on('membership')) loop(5, (rng) => this.membershipOnce(rng));
     if (on('links')) loop(6, (rng) => this.linksOnce(rng));
+    if (on('lag') && this.options.unsafe !== 'async-commit') loop(7, (rng) => this.lagOnce(rng));
   }
 
   private candidates(): ChaosNode[] {
@@ -202,12 +207,130 @@ export class Nemesis {
     });
   }
 
+  /** The index of the last entry `node` stores (its log start if it stores none); undefined if unknown. */
+  private async lastStored(node: ChaosNode): Promise<number | undefined> {
+    try {
+      const rows = await this.pg.query<{ last: string | null }>(
+        node.current.database,
+        `SELECT coalesce((SELECT max("index") FROM raft_log_entries WHERE cluster_id = $1 AND node_id = $2),
+                         (SELECT log_start_index FROM raft_base_configuration WHERE cluster_id = $1 AND node_id = $2), 0)::text AS last`,
+        [CLUSTER_ID, node.id],
+      );
+      return rows[0]?.last != null ? Number(rows[0].last) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Where `node`'s stored log starts (entries up to there are compacted); undefined if unknown. */
+  private async logStart(node: ChaosNode): Promise<number | undefined> {
+    try {
+      const rows = await this.pg.query<{ s: string }>(node.current.database, `SELECT log_start_index::text AS s FROM raft_base_configuration WHERE cluster_id = $1 AND node_id = $2`, [
+        CLUSTER_ID,
+        node.id,
+      ]);
+      return rows[0] ? Number(rows[0].s) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private fillerSeq = 0;
+
+  /** `count` writes of filler keys through `node`, 8 at a time; resolves with how many succeeded. */
+  private async fill(node: ChaosNode, count: number): Promise<number> {
+    let ok = 0;
+    let next = 0;
+    const worker = async () => {
+      while (next < count && this.active) {
+        next++;
+        const n = ++this.fillerSeq;
+        try {
+          const answer = await request('PUT', `${node.apiUrl}/kv/filler-${n % 10}`, { value: `f${n}` }, 3_000);
+          if (answer.status === 200) ok++;
+          else return; // not the leader any more, or not serving: the caller looks again
+        } catch {
+          return;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
+    return ok;
+  }
+
+  private async lagOnce(rng: Prng): Promise<void> {
+    // With failpoints only in the phase of after-snapshot-install (where it is what leads there), back to back.
+    const focused = this.focus === 'after-snapshot-install';
+    if (this.options.failpoints && !focused) {
+      await this.wait(1000);
+      return;
+    }
+    if (!(await this.wait(focused ? rng.uniform(300, 1000) : rng.uniform(6000, 12000)))) return;
+    // Not while a membership change is under way in that phase (the two together leave no quorum):
+    // after it, and the next one waits for this one.
+    if (focused && this.membershipTask) await this.membershipTask.catch(() => undefined);
+    if (!this.active) return;
+    const leader = await this.cluster.leader();
+    // Only a follower that is caught up, and only if the others still make a quorum without it (else
+    // the log would not grow and nothing would be learned).
+    const views = leader ? await Promise.all(this.candidates().filter((n) => n.id !== leader.nodeId && !n.paused).map(async (n) => ({ n, v: await this.cluster.status(n, 700) }))) : [];
+    const followers = views
+      .filter(({ n, v }) => v && v.leaderId === leader!.nodeId && v.commitIndex + 100 >= leader!.commitIndex && leader!.members.some((m) => m.id === n.id))
+      .map(({ n }) => n);
+    const quorum = leader ? Math.floor(leader.members.length / 2) + 1 : 0;
+    if (!leader || followers.length === 0 || followers.length < quorum) {
+      if (this.options.verbose) this.log(`lag: ${leader ? `${followers.length} caught-up followers, ${quorum} needed besides the one cut off` : 'no leader'}, skipped`);
+      return;
+    }
+    const victim = rng.pick(followers);
+    const how = this.options.failpoints || rng.chance(0.5) ? 'isolate' : 'kill';
+    victim.busy = true;
+    if (how === 'kill') this.cluster.kill(victim);
+    else this.network.isolate(victim.id);
+    const e = this.event('lag', `${how} ${victim.id}`);
+    try {
+      const last = await this.lastStored(victim);
+      if (last === undefined) {
+        e.detail += ' (its store is unreadable: released)';
+        return;
+      }
+      e.detail += ` until the leader's log starts past ${last}`;
+      const deadline = this.now() + 20_000;
+      let fillers = 0;
+      for (;;) {
+        const l = await this.cluster.leader();
+        const start = l && l.nodeId !== victim.id ? (l.logStartIndex ?? (await this.logStart(this.cluster.node(l.nodeId)))) : undefined;
+        if (start !== undefined && start > last) {
+          e.detail += ` (leader ${l!.nodeId}'s starts after ${start})`;
+          break;
+        }
+        if (this.now() > deadline) {
+          e.detail += ' — not reached within 20 s';
+          break;
+        }
+        // Help the log grow past it: a burst of writes to keys of their own (outside the checked
+        // history; they are in the committed log, the replay and the snapshots like any other).
+        if (l && l.nodeId !== victim.id) fillers += await this.fill(this.cluster.node(l.nodeId), 40);
+        if (!(await this.wait(100))) break;
+      }
+      if (fillers > 0) e.detail += `, ${fillers} filler writes`;
+    } finally {
+      if (how === 'kill') {
+        victim.restartAt = 0;
+        victim.wanted = true; // the supervisor starts it
+      } else this.network.unisolate(victim.id);
+      victim.busy = false;
+      e.end = this.now();
+    }
+  }
+
   private lastMembershipStart = 0;
 
   private async membershipOnce(rng: Prng): Promise<void> {
     // Every 10 ± 2 s from the start of the previous change (a change itself can take several seconds).
-    const gap = this.focus === 'during-config-change' ? rng.uniform(1000, 2000) : rng.uniform(8000, 12000);
+    const gap = this.focus === 'during-config-change' || this.focus === 'after-snapshot-install' ? rng.uniform(1000, 2000) : rng.uniform(8000, 12000);
     if (!(await this.wait(Math.max(500, this.lastMembershipStart + gap - this.now())))) return;
+    if (this.focus === 'after-snapshot-install' && this.cluster.list.some((n) => n.busy)) return; // a lag under way
     this.lastMembershipStart = this.now();
     this.membershipTask = this.removeAndReadd(rng);
     await this.membershipTask;
@@ -242,7 +365,8 @@ export class Nemesis {
       return;
     }
     if (leader.members.length < 2) return;
-    const victimId = rng.chance(0.4) ? leader.nodeId : rng.pick(leader.members.map((m) => m.id).filter((id) => id !== leader.nodeId));
+    const others = leader.members.map((m) => m.id).filter((id) => id !== leader.nodeId && !this.cluster.nodes.get(id)?.busy);
+    const victimId = rng.chance(0.4) || others.length === 0 ? leader.nodeId : rng.pick(others);
     const victim = this.cluster.node(victimId);
     const e = this.event('membership', `remove ${victimId}${victimId === leader.nodeId ? ' (the leader)' : ''} and re-add it empty`);
     victim.busy = true;

@@ -24,12 +24,21 @@ export interface ClusterView {
   leaderId: number;
   commitIndex: number;
   members: { id: number; url?: string }[];
+  /** Newer samples also answer these. */
+  appliedIndex?: number;
+  lastIndex?: number;
+  snapshotIndex?: number;
+  logStartIndex?: number;
 }
 
 /** Which optional environment variables this version of the sample understands (read from its source). */
 export interface SampleSupport {
   rpcPort: boolean;
   clusterSecret: boolean;
+  /** SNAPSHOT_EVERY (log compaction) */
+  snapshotEvery: boolean;
+  /** SNAPSHOT_TRAILING_ENTRIES (entries kept before a snapshot) */
+  snapshotTrailing: boolean;
   unsafeAsyncCommit?: string;
 }
 
@@ -43,7 +52,13 @@ export function detectSampleSupport(root: string): SampleSupport {
     }
   }
   const unsafe = /\b(RAFT_UNSAFE_ALLOW_ASYNC_COMMIT|UNSAFE_ALLOW_ASYNC_COMMIT)\b/.exec(text)?.[1];
-  return { rpcPort: /\bRPC_PORT\b/.test(text), clusterSecret: /\bRAFT_CLUSTER_SECRET\b/.test(text), ...(unsafe ? { unsafeAsyncCommit: unsafe } : {}) };
+  return {
+    rpcPort: /\bRPC_PORT\b/.test(text),
+    clusterSecret: /\bRAFT_CLUSTER_SECRET\b/.test(text),
+    snapshotEvery: /\bSNAPSHOT_EVERY\b/.test(text),
+    snapshotTrailing: /\bSNAPSHOT_TRAILING_ENTRIES\b/.test(text),
+    ...(unsafe ? { unsafeAsyncCommit: unsafe } : {}),
+  };
 }
 
 /** One incarnation's database and what was seen of it. */
@@ -86,6 +101,12 @@ export class ChaosNode {
   spawning = false;
   /** Taken out of the cluster by the membership fault (its store will be replaced): left alone by other faults. */
   busy = false;
+  /** "installed the leader's snapshot" lines in its output (every incarnation). */
+  installLines = 0;
+  /** Its last /cluster request failed (it was answering before). */
+  silent = false;
+  /** Out of the clients' rotation (`--rolling-drain`: as a load balancer takes a node out before its restart). */
+  drained = false;
 
   constructor(
     readonly id: number,
@@ -126,6 +147,8 @@ export class ChaosCluster {
   private pollBusy = false;
   private starting = 0;
   failpointsEnabled = false;
+  /** Every change seen in a node's /cluster answers (role, term, leader), and when it stopped answering: for the stall diagnoses. */
+  readonly timeline: { at: number; node: number; what: string }[] = [];
 
   constructor(
     private readonly options: ChaosOptions,
@@ -192,6 +215,11 @@ export class ChaosCluster {
     'mid-batch-persist': 1,
     'after-commit-before-apply': 0.3,
     'during-config-change': 0.6,
+    // Every node snapshots at about the same indices (they apply the same log): below 1/2, so that a
+    // majority usually survives a snapshot round.
+    'after-snapshot-persist': 0.4,
+    // Passed only when a follower installs the leader's snapshot (it fell behind the leader's log start).
+    'after-snapshot-install': 1,
   };
 
   /** Restarts every running node (one at a time, each until it serves), e.g. to arm another failpoint. */
@@ -206,6 +234,54 @@ export class ChaosCluster {
       const deadline = Date.now() + 15_000;
       while (Date.now() < deadline && !(node.child && (await this.status(node, 500)))) await sleep(50);
     }
+  }
+
+  /**
+   * A graceful restart: SIGTERM (a leader hands leadership over first, then the node finishes what is
+   * under way and exits), then the same store started again. Resolves with what happened, once the node
+   * serves again, or with `exitedBy: 'SIGKILL'` when it did not exit within `graceMs` (then killed).
+   */
+  async gracefulRestart(
+    node: ChaosNode,
+    graceMs = 15_000,
+  ): Promise<{ stopMs: number; exitCode: number | null; exitedBy: 'SIGTERM' | 'SIGKILL'; startMs: number; leaderAfterExit?: { id: number; term: number; ms: number } }> {
+    const child = node.child;
+    const t0 = performance.now();
+    let exitedBy: 'SIGTERM' | 'SIGKILL' = 'SIGTERM';
+    let exitCode: number | null = null;
+    if (child && node.running) {
+      node.killedByUs = true;
+      node.wanted = false; // the supervisor waits for us
+      const exited = new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => {
+        exitedBy = 'SIGKILL';
+        child.kill('SIGKILL');
+      }, graceMs);
+      await exited;
+      clearTimeout(timer);
+      exitCode = child.exitCode;
+    }
+    const stopMs = performance.now() - t0;
+    // Meanwhile: the first leader after the exit (another node, or this one once it is back), and how
+    // long that took from the exit.
+    const exitAt = performance.now();
+    const watch = (async () => {
+      while (performance.now() - exitAt < 30_000) {
+        const views = await Promise.all(this.list.filter((n) => n.running && !n.paused && (n !== node || n.child !== child)).map((n) => this.status(n, 500)));
+        const l = views.find((v) => v?.role === 'leader');
+        if (l) return { id: l.nodeId, term: l.term, ms: performance.now() - exitAt };
+        await sleep(50);
+      }
+      return undefined;
+    })();
+    await this.start(node);
+    const t1 = performance.now();
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && !(node.child && (await this.status(node, 500)))) await sleep(50);
+    const startMs = performance.now() - t1;
+    const leaderAfterExit = await watch;
+    return { stopMs, exitCode, exitedBy, startMs, ...(leaderAfterExit ? { leaderAfterExit } : {}) };
   }
 
   /** Spawns the node's process (its current incarnation). */
@@ -232,6 +308,8 @@ export class ChaosCluster {
     if (node.incarnation === 0) env.PEERS = this.peersEnv();
     if (this.support.rpcPort) env.RPC_PORT = String(node.rpcPort);
     if (this.support.clusterSecret) env.RAFT_CLUSTER_SECRET = `chaos-secret-${this.runId}`;
+    if (this.support.snapshotEvery && this.options.snapshotEvery !== undefined) env.SNAPSHOT_EVERY = String(this.options.snapshotEvery);
+    if (this.support.snapshotTrailing && this.options.snapshotTrailing !== undefined) env.SNAPSHOT_TRAILING_ENTRIES = String(this.options.snapshotTrailing);
     if (this.options.unsafe === 'async-commit' && this.support.unsafeAsyncCommit) env[this.support.unsafeAsyncCommit] = '1';
     if (this.failpointsEnabled) env.RAFT_FAILPOINTS = this.failpointsEnv();
     node.armed = this.failpointsEnabled;
@@ -247,8 +325,12 @@ export class ChaosCluster {
     node.starts++;
     const child = spawn(this.command[0]!, [...this.command.slice(1)], { env, cwd: process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
     node.child = child;
-    node.log?.write(`\n==== ${new Date().toISOString()} start #${node.starts} (incarnation ${node.incarnation}, pid ${child.pid})${env.RAFT_FAILPOINTS ? ` RAFT_FAILPOINTS=${env.RAFT_FAILPOINTS}` : ''}\n`);
-    child.stdout!.on('data', (d: Buffer) => node.log?.write(d));
+    node.log?.write(`\n==== ${new Date().toISOString()} start #${node.starts} (incarnation ${node.incarnation}, pid ${child.pid})${env.RAFT_FAILPOINTS ? ` RAFT_FAILPOINTS=${env.RAFT_FAILPOINTS}` : ''}${env.SNAPSHOT_EVERY ? ` SNAPSHOT_EVERY=${env.SNAPSHOT_EVERY}` : ''}${env.SNAPSHOT_TRAILING_ENTRIES ? ` SNAPSHOT_TRAILING_ENTRIES=${env.SNAPSHOT_TRAILING_ENTRIES}` : ''}\n`);
+    child.stdout!.on('data', (d: Buffer) => {
+      node.log?.write(d);
+      const text = d.toString();
+      if (text.includes("installed the leader's snapshot")) node.installLines += text.split("installed the leader's snapshot").length - 1;
+    });
     child.stderr!.on('data', (d: Buffer) => {
       node.log?.write(d);
       const m = /failpoint ([a-z-]+): killing process/.exec(d.toString());
@@ -332,10 +414,16 @@ export class ChaosCluster {
   }
 
   async status(node: ChaosNode, timeoutMs = 1_000): Promise<ClusterView | undefined> {
+    const pid = node.child?.pid;
     try {
       const answer = await request('GET', `${node.apiUrl}/cluster`, undefined, timeoutMs);
       if (answer.status !== 200) return undefined;
       const view = answer.body as ClusterView;
+      const last = node.lastView;
+      if (!last || node.silent || last.pid !== view.pid || last.role !== view.role || last.term !== view.term || last.leaderId !== view.leaderId) {
+        this.timeline.push({ at: this.hooks.now(), node: node.id, what: `pid ${view.pid} ${view.role} term ${view.term} leader ${view.leaderId} commit ${view.commitIndex}` });
+      }
+      node.silent = false;
       node.lastView = view;
       if (view.commitIndex > node.current.maxCommitSeen && view.pid === node.child?.pid) node.current.maxCommitSeen = view.commitIndex;
       if (view.role === 'leader') {
@@ -344,7 +432,11 @@ export class ChaosCluster {
         set.add(view.nodeId);
       }
       return view;
-    } catch {
+    } catch (error) {
+      if (!node.silent && node.running && !node.paused && node.child?.pid === pid && node.lastView?.pid === pid) {
+        node.silent = true;
+        this.timeline.push({ at: this.hooks.now(), node: node.id, what: `no answer to /cluster within ${timeoutMs} ms (${(error as Error).message.slice(0, 60)})` });
+      }
       return undefined;
     }
   }

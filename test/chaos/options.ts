@@ -2,11 +2,18 @@
  * Options of a chaos run (`npm run chaos -- --help` prints them).
  */
 export type UnsafeMode = 'ack-before-persist' | 'async-commit';
-export type FaultKind = 'kill' | 'partition' | 'pause' | 'postgres' | 'membership' | 'links';
+export type FaultKind = 'kill' | 'partition' | 'pause' | 'postgres' | 'membership' | 'links' | 'lag';
 
-export const ALL_FAULTS: readonly FaultKind[] = ['kill', 'partition', 'pause', 'postgres', 'membership', 'links'];
+export const ALL_FAULTS: readonly FaultKind[] = ['kill', 'partition', 'pause', 'postgres', 'membership', 'links', 'lag'];
 
-export const FAILPOINT_NAMES = ['after-vote-persist', 'mid-batch-persist', 'after-commit-before-apply', 'during-config-change'] as const;
+export const FAILPOINT_NAMES = [
+  'after-vote-persist',
+  'mid-batch-persist',
+  'after-commit-before-apply',
+  'during-config-change',
+  'after-snapshot-persist',
+  'after-snapshot-install',
+] as const;
 export type FailpointName = (typeof FAILPOINT_NAMES)[number];
 
 export interface ChaosOptions {
@@ -48,6 +55,26 @@ export interface ChaosOptions {
   recoveryLimitS: number;
   /** Optional pause between a client's operations (ms), to lower the rate. */
   thinkMs: number;
+  /** The nodes' SNAPSHOT_EVERY (0: no snapshots); undefined: drawn from the seed, 100–300 (10–30 with failpoints). */
+  snapshotEvery?: number;
+  /**
+   * Entries kept before each snapshot (SNAPSHOT_TRAILING_ENTRIES, where the sample has it); undefined:
+   * drawn from the seed, 20–100 (the library's default, 1000, would keep a follower that is a few
+   * seconds behind away from InstallSnapshot at the harness's write rate).
+   */
+  snapshotTrailing?: number;
+  /**
+   * Rolling restarts instead of faults: this many rounds of restarting every node gracefully (SIGTERM,
+   * a leader hands over first), one at a time, each started again and caught up before the next; the
+   * clients route around refused connections and any other failed request fails the run. 0: off.
+   */
+  rollingRestarts: number;
+  /**
+   * Take each node out of the clients' rotation before its SIGTERM, until those under way are answered,
+   * and back in once it caught up (what a load balancer does in a rolling deployment). Off: the clients
+   * keep sending to the node until it refuses connections.
+   */
+  rollingDrain: boolean;
 }
 
 export function defaultOptions(): ChaosOptions {
@@ -73,13 +100,15 @@ export function defaultOptions(): ChaosOptions {
     keep: false,
     recoveryLimitS: 10,
     thinkMs: 0,
+    rollingRestarts: 0,
+    rollingDrain: false,
   };
 }
 
 export const USAGE = `usage: npm run chaos -- [options]
 
   --seed N                 random seed of the fault schedule and the workload (default: random, printed)
-  --duration S             seconds of faults (default 60; with --failpoints the limit, default 300)
+  --duration S             seconds of faults (default 60; with --failpoints the limit, default 400)
   --nodes N                cluster size (default 3)
   --clients N              concurrent clients (default 10)
   --keys N                 keys (default 20)
@@ -88,11 +117,19 @@ export const USAGE = `usage: npm run chaos -- [options]
                              ack-before-persist  the proxies acknowledge AppendEntries for the follower before it has stored them
                              async-commit        PostgreSQL with synchronous_commit=off, stopped with -m immediate
   --failpoints             start the nodes with RAFT_FAILPOINTS (crash points) and check "one vote per term" too
-  --failpoint-target N     kills wanted per failpoint (default 20)
+  --failpoint-target N     kills wanted per failpoint (default 20; with --duration, 20 per 400 s, at least 2)
   --election-timeout MS    the nodes' ELECTION_TIMEOUT_MS (default 300)
   --client-timeout MS      client request timeout (default 12000)
   --check-timeout MS       linearizability check budget, exceeding it fails the run (default 120000)
   --think MS               pause between a client's operations (default 0)
+  --snapshot-every N       the nodes' SNAPSHOT_EVERY (default: drawn from the seed, 100-300, 10-30 with
+                           --failpoints; 0: no snapshots)
+  --snapshot-trailing N    entries kept before a snapshot, SNAPSHOT_TRAILING_ENTRIES if the sample has it
+                           (default: drawn from the seed, 20-100; else the library's 1000)
+  --rolling-restart [N]    no faults: N rounds (default 2) of graceful restarts of every node, one at a
+                           time, under the workload; any failed client request fails the run
+  --rolling-drain          with --rolling-restart: take each node out of the clients' rotation (and wait
+                           for its requests under way) before its SIGTERM, as a load balancer would
   --postgres auto|throwaway|shared   (default auto: a private initdb server if possible)
   --history-dir DIR        where failing runs are saved (default bench/chaos)
   --save                   save the history of a passing run too
@@ -105,6 +142,8 @@ export const USAGE = `usage: npm run chaos -- [options]
 export function parseArgs(argv: readonly string[]): ChaosOptions {
   const o = defaultOptions();
   let durationGiven = false;
+  let faultsGiven = false;
+  let targetGiven = false;
   const args = [...argv];
   const value = (flag: string): string => {
     const v = args.shift();
@@ -144,6 +183,7 @@ export function parseArgs(argv: readonly string[]): ChaosOptions {
           .filter(Boolean);
         for (const f of list) if (!ALL_FAULTS.includes(f as FaultKind) && f !== 'none') throw new Error(`unknown fault ${f} (known: ${ALL_FAULTS.join(', ')}, none)`);
         o.faults = list.filter((f) => f !== 'none') as FaultKind[];
+        faultsGiven = true;
         break;
       }
       case '--unsafe': {
@@ -157,6 +197,7 @@ export function parseArgs(argv: readonly string[]): ChaosOptions {
         break;
       case '--failpoint-target':
         o.failpointTarget = int(flag, 0);
+        targetGiven = true;
         break;
       case '--election-timeout':
         o.electionTimeoutMs = int(flag, 50);
@@ -169,6 +210,18 @@ export function parseArgs(argv: readonly string[]): ChaosOptions {
         break;
       case '--think':
         o.thinkMs = int(flag, 0);
+        break;
+      case '--snapshot-every':
+        o.snapshotEvery = int(flag, 0);
+        break;
+      case '--snapshot-trailing':
+        o.snapshotTrailing = int(flag, 0);
+        break;
+      case '--rolling-drain':
+        o.rollingDrain = true;
+        break;
+      case '--rolling-restart':
+        o.rollingRestarts = args[0] !== undefined && /^\d+$/.test(args[0]) ? int(flag, 1) : 2;
         break;
       case '--postgres': {
         const mode = value(flag);
@@ -205,7 +258,17 @@ export function parseArgs(argv: readonly string[]): ChaosOptions {
     }
   }
   // A failpoints run ends as soon as every point has its kills; the duration is only its limit.
-  if (o.failpoints && !durationGiven) o.durationS = 300;
+  if (o.failpoints && !durationGiven) o.durationS = 400;
+  // A shorter failpoints run wants proportionally fewer kills (at least 2 each): 3 in 60 s.
+  if (o.failpoints && durationGiven && !targetGiven) o.failpointTarget = Math.max(2, Math.round((20 * o.durationS) / 400));
+  if (o.rollingDrain && o.rollingRestarts === 0) o.rollingRestarts = 2;
+  if (o.rollingRestarts > 0 && (o.failpoints || o.unsafe)) throw new Error('--rolling-restart does not go with --failpoints or --unsafe');
+  // A rolling restart alone is a run without faults: the restarts follow a short calm start. With
+  // --faults or --duration it is a phase after the faults (once the cluster has recovered).
+  if (o.rollingRestarts > 0 && !faultsGiven && !durationGiven) {
+    o.faults = [];
+    o.durationS = 0;
+  }
   return o;
 }
 

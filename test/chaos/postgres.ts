@@ -11,7 +11,11 @@
  * Each node incarnation gets its own database. Before the node first starts, the database gets an
  * event trigger that puts an audit trigger on `raft_hard_state` as soon as the node's migrations create
  * it: every change of (term, vote) is copied into `chaos_vote_audit` in the same transaction, so the
- * "one vote per term" check sees every durable vote, not a sample of them.
+ * "one vote per term" check sees every durable vote, not a sample of them. Two more triggers serve the
+ * checks under log compaction: every entry inserted into `raft_log_entries` is copied into
+ * `chaos_log_shadow` (last version per index; compaction does not delete it there), and every snapshot
+ * written into `raft_snapshots` is recorded in `chaos_snapshot_audit` as taken or installed (see
+ * AUDIT_SQL for how the shadow stays trustworthy through truncations and installed snapshots).
  */
 import { execFile as execFileCb, spawnSync } from 'node:child_process';
 import { appendFileSync, chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -27,10 +31,62 @@ export const AUDIT_SQL = `
 CREATE TABLE IF NOT EXISTS chaos_vote_audit (
   seq bigserial PRIMARY KEY, cluster_id text, node_id bigint, term bigint, vote bigint, commit_index bigint,
   at timestamptz NOT NULL DEFAULT clock_timestamp());
+CREATE TABLE IF NOT EXISTS chaos_log_shadow (
+  node_id bigint NOT NULL, "index" bigint NOT NULL, term bigint NOT NULL, type text NOT NULL, command bytea NOT NULL, config jsonb,
+  PRIMARY KEY (node_id, "index"));
+CREATE TABLE IF NOT EXISTS chaos_pin (node_id bigint PRIMARY KEY, pinned_to bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS chaos_snapshot_audit (
+  seq bigserial PRIMARY KEY, node_id bigint, "index" bigint, term bigint, kind text, matched boolean, old_commit bigint,
+  at timestamptz NOT NULL DEFAULT clock_timestamp());
+CREATE TABLE IF NOT EXISTS chaos_violations (seq bigserial PRIMARY KEY, node_id bigint, detail text, at timestamptz NOT NULL DEFAULT clock_timestamp());
 CREATE OR REPLACE FUNCTION chaos_audit_hard_state() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+  -- The durable commit index before this transaction, for the snapshot trigger (transaction-local).
+  IF nullif(current_setting('chaos.old_commit', true), '') IS NULL THEN
+    PERFORM set_config('chaos.old_commit', CASE WHEN TG_OP = 'INSERT' THEN '0' ELSE OLD.commit_index::text END, true);
+  END IF;
   IF TG_OP = 'INSERT' OR NEW.term IS DISTINCT FROM OLD.term OR NEW.vote IS DISTINCT FROM OLD.vote THEN
     INSERT INTO chaos_vote_audit (cluster_id, node_id, term, vote, commit_index) VALUES (NEW.cluster_id, NEW.node_id, NEW.term, NEW.vote, NEW.commit_index);
+  END IF;
+  RETURN NEW;
+END $$;
+-- Every entry ever stored, by index (the last version wins): compaction deletes from raft_log_entries,
+-- not from here. A version at or below the node's latest own snapshot (chaos_pin) is committed; one
+-- that replaces such a version is a violation.
+CREATE OR REPLACE FUNCTION chaos_shadow_entries() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO chaos_violations (node_id, detail)
+    SELECT n.node_id, format('entry %s (term %s %s) at or below an own snapshot (at %s) replaced by term %s %s', n."index", s.term, s.type, p.pinned_to, n.term, n.type)
+    FROM new_rows n JOIN chaos_log_shadow s ON s.node_id = n.node_id AND s."index" = n."index" JOIN chaos_pin p ON p.node_id = n.node_id
+    WHERE n."index" <= p.pinned_to AND (s.term, s.type, s.command, s.config::text) IS DISTINCT FROM (n.term, n.type, n.command, n.config::text);
+  INSERT INTO chaos_log_shadow (node_id, "index", term, type, command, config)
+    SELECT node_id, "index", term, type, command, config FROM new_rows
+    ON CONFLICT (node_id, "index") DO UPDATE SET term = EXCLUDED.term, type = EXCLUDED.type, command = EXCLUDED.command, config = EXCLUDED.config;
+  RETURN NULL;
+END $$;
+-- Every snapshot written: 'taken' when the stored log holds its index/term (a node's own snapshot is of
+-- entries it applied, so it does; so does the rare leader's snapshot that agrees with the log, which
+-- keeps the log), else 'installed' (the leader's, replacing a log that is behind or diverges): then the
+-- shadow forgets what it held above the old durable commit index (and above the node's own snapshots).
+CREATE OR REPLACE FUNCTION chaos_snapshot_written() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  old_commit bigint := nullif(current_setting('chaos.old_commit', true), '')::bigint;
+  matched boolean;
+  pin bigint;
+BEGIN
+  EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.raft_log_entries WHERE cluster_id = $1 AND node_id = $2 AND "index" = $3 AND term = $4)', TG_TABLE_SCHEMA)
+    INTO matched USING NEW.cluster_id, NEW.node_id, NEW."index", NEW.term;
+  IF old_commit IS NULL THEN
+    EXECUTE format('SELECT commit_index FROM %I.raft_hard_state WHERE cluster_id = $1 AND node_id = $2', TG_TABLE_SCHEMA) INTO old_commit USING NEW.cluster_id, NEW.node_id;
+  END IF;
+  INSERT INTO chaos_snapshot_audit (node_id, "index", term, kind, matched, old_commit)
+    VALUES (NEW.node_id, NEW."index", NEW.term, CASE WHEN matched THEN 'taken' ELSE 'installed' END, matched, old_commit);
+  IF matched THEN
+    INSERT INTO chaos_pin (node_id, pinned_to) VALUES (NEW.node_id, NEW."index")
+      ON CONFLICT (node_id) DO UPDATE SET pinned_to = greatest(chaos_pin.pinned_to, EXCLUDED.pinned_to);
+  ELSE
+    SELECT p.pinned_to INTO pin FROM chaos_pin p WHERE p.node_id = NEW.node_id;
+    DELETE FROM chaos_log_shadow WHERE node_id = NEW.node_id AND "index" > greatest(coalesce(old_commit, 0), coalesce(pin, 0)) AND "index" <= NEW."index";
   END IF;
   RETURN NEW;
 END $$;
@@ -40,6 +96,10 @@ BEGIN
   FOR r IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE' AND object_type = 'table' LOOP
     IF r.object_identity ~ '(^|\\.)"?raft_hard_state"?$' THEN
       EXECUTE format('CREATE TRIGGER chaos_audit AFTER INSERT OR UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION chaos_audit_hard_state()', r.object_identity);
+    ELSIF r.object_identity ~ '(^|\\.)"?raft_log_entries"?$' THEN
+      EXECUTE format('CREATE TRIGGER chaos_shadow AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION chaos_shadow_entries()', r.object_identity);
+    ELSIF r.object_identity ~ '(^|\\.)"?raft_snapshots"?$' THEN
+      EXECUTE format('CREATE TRIGGER chaos_snapshot AFTER INSERT OR UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION chaos_snapshot_written()', r.object_identity);
     END IF;
   END LOOP;
 END $$;

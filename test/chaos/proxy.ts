@@ -9,7 +9,8 @@
  *   times out) or it is processed and the answer is lost (the socket is cut);
  * - `duplicate`: with probability p the request is delivered twice (the second answer is thrown away);
  * - `blackhole`: nothing arrives, nothing comes back (the caller times out);
- * - a partition blackholes every link between its sides.
+ * - a partition blackholes every link between its sides; an isolated node (the `lag` fault) reaches
+ *   nobody and nobody reaches it, whatever the partition.
  *
  * The unsafe `ack-before-persist` control makes the proxy answer an AppendEntries that carries entries
  * with success on the follower's behalf before the follower has stored anything (the request is still
@@ -38,6 +39,8 @@ export interface NetworkStats {
 export class Network {
   private readonly links = new Map<string, LinkMode>();
   private groups: number[][] | undefined;
+  /** Nodes cut off from every other (the lag fault), apart from the partitions. */
+  private readonly isolated = new Set<number>();
   forgeAcks = false;
   readonly stats: NetworkStats = { messages: 0, delayed: 0, dropped: 0, duplicated: 0, blackholed: 0, forgedAcks: 0, targetDown: 0 };
 
@@ -64,6 +67,15 @@ export class Network {
   heal(): void {
     this.groups = undefined;
     this.links.clear();
+    this.isolated.clear();
+  }
+
+  isolate(id: number): void {
+    this.isolated.add(id);
+  }
+
+  unisolate(id: number): void {
+    this.isolated.delete(id);
   }
 
   get partitioned(): number[][] | undefined {
@@ -71,7 +83,9 @@ export class Network {
   }
 
   private separated(from: number, to: number): boolean {
-    if (!this.groups || from === 0) return false;
+    if (from === 0) return false;
+    if (from !== to && (this.isolated.has(from) || this.isolated.has(to))) return true;
+    if (!this.groups) return false;
     const a = this.groups.findIndex((g) => g.includes(from));
     const b = this.groups.findIndex((g) => g.includes(to));
     return a >= 0 && b >= 0 && a !== b;

@@ -2,15 +2,17 @@
  * One chaos run: PostgreSQL, proxies, nodes, workload, faults, recovery, checks; see README.md.
  */
 import { execFile as execFileCb } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Prng } from '../sim/prng.js';
 import { readStoredState, runChecks, type ChaosChecks } from './checks.js';
+import { CLUSTER_ID } from './nodes.js';
 import { Nemesis, type FaultEvent } from './nemesis.js';
 import { ChaosCluster, detectSampleSupport, type ClusterView, type SampleSupport } from './nodes.js';
+import { RAFT_DEFAULTS } from '../../lib/node/options.js';
 import { FAILPOINT_NAMES, type ChaosOptions, type FailpointName } from './options.js';
 import { sleep, startPostgres } from './postgres.js';
 import { LinkProxy, Network, type NetworkStats } from './proxy.js';
@@ -30,11 +32,32 @@ export interface ChaosResult {
   network: NetworkStats;
   failpointKills: Record<FailpointName, number>;
   nodeStarts: number;
+  /** "installed the leader's snapshot" lines in the nodes' output. */
+  installLines: number;
   postgres: string;
   support: SampleSupport;
   summary: string;
   historyPath?: string;
   wallS: number;
+  /** The rolling-restart phase, when there was one. */
+  rolling?: RollingReport;
+}
+
+export interface RollingReport {
+  rounds: number;
+  /** One line per graceful restart. */
+  restarts: string[];
+  /** Client operations sent during the phase (from its start until the workload stopped). */
+  ops: number;
+  /** Operations that failed (any answer but success: 5xx, 421, timeouts, cut connections…), refused connections apart. */
+  failed: number;
+  failedExamples: string[];
+  /** Connections refused by a node that was down or restarting: the request never left, the client went to another node. */
+  refused: number;
+  /** The slowest successful operation of the phase (ms). */
+  slowestMs: number;
+  /** Diagnostics of every stall (an operation in flight for more than 3 s). */
+  stalls: string[];
 }
 
 export interface RunHooks {
@@ -70,6 +93,18 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
   const runDir = mkdtempSync(join(tmpdir(), `raft-chaos-${options.seed}-`));
   const rng = new Prng(options.seed);
   const support = detectSampleSupport(ROOT);
+  // Snapshots every 100–300 applied entries (from the seed, on a stream of its own), so that a run
+  // takes many, and nodes that fall behind come back through InstallSnapshot.
+  const snapshotRng = new Prng(options.seed, 400);
+  // With failpoints, more often (10–30): after-snapshot-persist is passed once per snapshot.
+  const everyDrawn = options.failpoints ? snapshotRng.between(10, 30) : snapshotRng.between(100, 300);
+  // Few entries kept before a snapshot, so that a follower a few seconds behind needs InstallSnapshot.
+  const trailingDrawn = snapshotRng.between(20, 100);
+  if (options.snapshotEvery === undefined) options = { ...options, snapshotEvery: support.snapshotEvery ? everyDrawn : 0 };
+  const snapshotEvery = options.snapshotEvery ?? 0;
+  if (!support.snapshotTrailing) options = { ...options, snapshotTrailing: RAFT_DEFAULTS.snapshotTrailingEntries };
+  else if (options.snapshotTrailing === undefined) options = { ...options, snapshotTrailing: trailingDrawn };
+  const snapshotTrailing = options.snapshotTrailing ?? RAFT_DEFAULTS.snapshotTrailingEntries;
   const failures: string[] = [];
   const network = new Network(rng.fork(100));
   network.forgeAcks = options.unsafe === 'ack-before-persist';
@@ -103,7 +138,9 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
     log: say,
   });
   pgServer = pg;
-  say(`seed ${options.seed}: ${options.nodes} nodes, ${options.clients} clients, ${options.keys} keys, ${options.durationS} s of faults [${options.faults.join(', ') || 'none'}]${options.unsafe ? `, UNSAFE ${options.unsafe}` : ''}${options.failpoints ? ', failpoints' : ''}; ${pg.describe()}`);
+  say(
+    `seed ${options.seed}: ${options.nodes} nodes, ${options.clients} clients, ${options.keys} keys, ${options.durationS} s of faults [${options.faults.join(', ') || 'none'}]${options.unsafe ? `, UNSAFE ${options.unsafe}` : ''}${options.failpoints ? ', failpoints' : ''}${options.rollingRestarts ? `, ${options.rollingRestarts} rolling restart round(s)${options.rollingDrain ? ' (each node drained first)' : ''}` : ''}; SNAPSHOT_EVERY=${snapshotEvery || 'off'}${support.snapshotEvery ? '' : ' (the sample has no SNAPSHOT_EVERY)'}, ${snapshotTrailing} trailing entries${support.snapshotTrailing ? '' : " (the library's default: the sample has no SNAPSHOT_TRAILING_ENTRIES)"}; ${pg.describe()}`,
+  );
 
   let workload: Workload | undefined;
   let nemesis: Nemesis | undefined;
@@ -114,6 +151,8 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
   const finalReads = new Map<string, RecordedOp>();
   let commitBeforeFinalReads = 0;
   let finalViews: ClusterView[] = [];
+  let rolling: RollingReport | undefined;
+  let stallWatch: NodeJS.Timeout | undefined;
   try {
     const command = options.tsx ? [process.execPath, '--import', 'tsx', join(ROOT, 'sample', 'src', 'main.ts')] : await buildSample(runDir);
     if (!options.tsx) say('compiled the sample');
@@ -154,7 +193,7 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
         timeoutMs: options.clientTimeoutMs,
         thinkMs: options.thinkMs,
         now,
-        targets: () => c.list.map((n) => ({ id: n.id, url: n.apiUrl })),
+        targets: () => c.list.filter((n) => !n.drained).map((n) => ({ id: n.id, url: n.apiUrl })),
       },
       rng.fork(200),
     );
@@ -181,18 +220,25 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
     }
     if (options.failpoints) {
       // Phases of one failpoint each: arm it in every node (a rolling restart), make the faults that
-      // lead to it more frequent, and move on once it has its kills or after 20 s; round after round,
-      // the points still short of their target (fewest kills first), until the time is up.
+      // lead to it more frequent, and move on once it has its kills or after 20 s; round after round
+      // (every point short of its target once per round, fewest kills first), until the time is up.
       const end = faultStart + options.durationS * 1000;
+      const phases = new Map<FailpointName, number>(FAILPOINT_NAMES.map((f) => [f, 0]));
       for (;;) {
-        const short = FAILPOINT_NAMES.filter((f) => c.failpointKills.get(f)! < options.failpointTarget).sort((a, b) => c.failpointKills.get(a)! - c.failpointKills.get(b)!);
+        const short = FAILPOINT_NAMES.filter((f) => c.failpointKills.get(f)! < options.failpointTarget).sort(
+          (a, b) => phases.get(a)! - phases.get(b)! || c.failpointKills.get(a)! - c.failpointKills.get(b)!,
+        );
         if (short.length === 0 || now() >= end - 3_000) break;
         const f = short[0]!;
+        const leftThisRound = short.filter((g) => phases.get(g) === phases.get(f)).length;
+        phases.set(f, phases.get(f)! + 1);
         c.failpointPhase = f;
         nem.focus = f;
         say(`failpoint phase: ${f} (${c.failpointKills.get(f)} kills so far)`);
         await c.rollingRestart();
-        const phaseEnd = Math.min(end, now() + 20_000);
+        // 20 s a phase; less in a short run, so that the points left in the round get theirs (6 s at least).
+        const phaseMs = Math.min(20_000, Math.max(6_000, (end - now()) / leftThisRound));
+        const phaseEnd = Math.min(end, now() + phaseMs);
         while (now() < phaseEnd && c.failpointKills.get(f)! < options.failpointTarget) await sleep(200);
       }
       nem.focus = undefined;
@@ -227,18 +273,116 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
     // A little more workload on the healed cluster, then put every node back in and let it settle.
     await sleep(2_000);
     await nem.settle();
+    const allCaughtUp = () =>
+      waitFor(async () => {
+        const l = await c.leader();
+        if (!l || l.members.length !== options.nodes) return undefined;
+        const views = await Promise.all(c.list.map((n) => c.status(n, 1_000)));
+        return views.every((v) => v && v.commitIndex === l.commitIndex && v.leaderId === l.nodeId) ? l : undefined;
+      }, 30_000);
+
+    // ---------------------------------------------------------------- rolling restarts
+    if (options.rollingRestarts > 0) {
+      if (await allCaughtUp()) fullyHealedInS = (now() - healAt) / 1000;
+      else failures.push('rolling restart: the cluster was not whole and caught up within 30 s before it');
+      const phaseStart = now();
+      w.reroute = true;
+      const report: RollingReport = { rounds: options.rollingRestarts, restarts: [], ops: 0, failed: 0, failedExamples: [], refused: 0, slowestMs: 0, stalls: [] };
+      rolling = report;
+      // A stall: an operation in flight for more than 3 s. Once per stall, what every node and the
+      // database were doing (the integration test's RAFT_STRESS rolling restart stalls for 10 s at times).
+      let stallSince: number | undefined;
+      let diagnosing = false;
+      const diagnoses: Promise<void>[] = [];
+      stallWatch = setInterval(() => {
+        const t = now();
+        const stuck = [...w.inFlight].filter((op) => t - op.invoke > 3_000);
+        if (stuck.length === 0) {
+          if (stallSince !== undefined) {
+            const line = `stall over after ${((t - stallSince) / 1000).toFixed(1)} s`;
+            report.stalls.push(line);
+            say(`rolling restart: ${line}`);
+          }
+          stallSince = undefined;
+          return;
+        }
+        if (stallSince !== undefined || diagnosing) return;
+        stallSince = Math.min(...stuck.map((op) => op.invoke));
+        diagnosing = true;
+        const diagnosis = diagnoseStall(c, pg, runId, stuck, now)
+          .then((lines) => {
+            for (const l of lines) say(`STALL ${l}`);
+            report.stalls.push(...lines);
+          })
+          .catch((e: unknown) => say(`stall diagnosis failed: ${(e as Error).message}`))
+          .finally(() => (diagnosing = false));
+        diagnoses.push(diagnosis);
+      }, 250);
+      for (let round = 1; round <= options.rollingRestarts; round++) {
+        for (const node of c.list) {
+          const before = await c.leader();
+          const wasLeader = before?.nodeId === node.id;
+          const started = now();
+          if (options.rollingDrain) {
+            // As a load balancer would: no new requests to it, and those under way answered, before SIGTERM.
+            node.drained = true;
+            const until = now() + 15_000;
+            while (now() < until && [...w.inFlight].some((op) => op.node === node.id)) await sleep(20);
+          }
+          const r = await c.gracefulRestart(node);
+          const serving = now();
+          // Caught up: it follows a leader and has committed what the leader had committed when it came back.
+          const after = await waitFor(() => c.leader(), 30_000);
+          const target = after?.commitIndex ?? Infinity;
+          const caught = await waitFor(async () => {
+            const v = await c.status(node, 1_000);
+            return v && v.pid === node.child?.pid && v.leaderId !== 0 && v.commitIndex >= target ? v : undefined;
+          }, 30_000);
+          const line =
+            `round ${round}, node ${node.id}${wasLeader ? ' (the leader)' : ''}: ` +
+            `exited ${(r.stopMs / 1000).toFixed(2)} s after SIGTERM (code ${r.exitCode}${r.exitedBy === 'SIGKILL' ? ', KILLED: no exit within the grace period' : ''}); ` +
+            `${r.leaderAfterExit ? `leader ${r.leaderAfterExit.id} (term ${r.leaderAfterExit.term}) seen ${(r.leaderAfterExit.ms / 1000).toFixed(2)} s after the exit` : 'NO leader within 30 s of the exit'}; ` +
+            `serving again ${(r.startMs / 1000).toFixed(2)} s after its start; leader then ${after ? `${after.nodeId} (term ${after.term})` : 'none within 30 s'}; ` +
+            (caught ? `caught up (commit ${caught.commitIndex} ≥ ${target}) ${((now() - serving) / 1000).toFixed(2)} s later` : `NOT caught up within 30 s (wanted commit ≥ ${target})`) +
+            `; ${((now() - started) / 1000).toFixed(1)} s in all`;
+          node.drained = false;
+          report.restarts.push(line);
+          say(`rolling restart: ${line}`);
+          if (r.exitedBy === 'SIGKILL') failures.push(`rolling restart: node ${node.id} did not exit within 15 s of SIGTERM`);
+          if (!r.leaderAfterExit) failures.push(`rolling restart: no leader within 30 s of node ${node.id}'s exit`);
+          if (!caught) failures.push(`rolling restart: node ${node.id} did not catch up within 30 s of its restart`);
+          await sleep(1_000);
+        }
+      }
+      await sleep(1_000);
+      clearInterval(stallWatch);
+      stallWatch = undefined;
+      await Promise.all(diagnoses);
+      if (stallSince !== undefined) report.stalls.push(`stall still on at the end of the phase (since ${(stallSince / 1000).toFixed(2)} s)`);
+      await w.stop();
+      const phaseOps = w.history.filter((op) => op.clientId !== 0 && op.invoke >= phaseStart);
+      report.ops = phaseOps.length;
+      for (const op of phaseOps) {
+        if (op.outcome === 'ok') report.slowestMs = Math.max(report.slowestMs, op.complete - op.invoke);
+        else if (op.status === 'ECONNREFUSED') report.refused++;
+        else {
+          report.failed++;
+          if (report.failedExamples.length < 10) {
+            const end = Number.isFinite(op.complete) ? op.complete : (op.ended ?? now());
+            report.failedExamples.push(`${op.kind} ${op.key} via node ${op.node} at ${(op.invoke / 1000).toFixed(2)} s: ${op.status}${op.error ? ` ${op.error}` : ''} after ${((end - op.invoke) / 1000).toFixed(2)} s`);
+          }
+        }
+      }
+      say(`rolling restart: ${report.ops} operations, ${report.failed} failed, ${report.refused} refused connections rerouted, slowest success ${(report.slowestMs / 1000).toFixed(2)} s`);
+      if (report.failed > 0) failures.push(`rolling restart: ${report.failed} client requests failed, e.g. ${report.failedExamples.slice(0, 5).join('; ')}`);
+    }
     await w.stop();
     clearInterval(progress);
     progress = undefined;
 
     // ---------------------------------------------------------------- final reads and quiescence
-    const all = await waitFor(async () => {
-      const l = await c.leader();
-      if (!l || l.members.length !== options.nodes) return undefined;
-      const views = await Promise.all(c.list.map((n) => c.status(n, 1_000)));
-      return views.every((v) => v && v.commitIndex === l.commitIndex && v.leaderId === l.nodeId) ? l : undefined;
-    }, 30_000);
-    if (all) fullyHealedInS = (now() - healAt) / 1000;
+    const all = await allCaughtUp();
+    if (all) fullyHealedInS ??= (now() - healAt) / 1000;
     else failures.push(`not every node was back in the cluster and caught up within 30 s of settling (members: ${(await c.leader())?.members.map((m) => m.id).join(',') ?? 'no leader'})`);
     const leaderNow = await c.leader();
     commitBeforeFinalReads = leaderNow?.commitIndex ?? 0;
@@ -280,6 +424,8 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
       checkTimeoutMs: options.checkTimeoutMs,
       finalReads,
       commitBeforeFinalReads,
+      snapshotEvery,
+      trailingEntries: snapshotTrailing,
     });
     if (!checks.linearizable) failures.push(`not linearizable: ${checks.linearizabilityExplanation ?? ''}`);
     if (checks.lost.length) failures.push(`${checks.lost.length} acknowledged writes lost, e.g. ${checks.lost.slice(0, 5).map((l) => `${l.kind} ${l.key}=${l.value} (op ${l.id} via node ${l.node})`).join(', ')}`);
@@ -294,6 +440,11 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
     if (checks.votes.problems.length) failures.push(`vote safety: ${checks.votes.problems.slice(0, 3).join('; ')}`);
     if (checks.electionSafety.length) failures.push(`two leaders in one term: ${checks.electionSafety.slice(0, 3).join('; ')}`);
     if (checks.undecodable) failures.push(`${checks.undecodable} committed commands could not be decoded`);
+    if (checks.snapshots.problems.length) failures.push(`snapshots: ${checks.snapshots.problems.slice(0, 3).join('; ')}`);
+    // (A run that committed little may take none: only one that committed twice SNAPSHOT_EVERY must.)
+    if (snapshotEvery > 0 && checks.snapshots.taken === 0 && checks.logAgreement.committedIndex >= 2 * snapshotEvery) {
+      failures.push(`SNAPSHOT_EVERY=${snapshotEvery}, ${checks.logAgreement.committedIndex} entries committed, and no node took a snapshot`);
+    }
     if (checks.outcomes.ok === 0) failures.push('no operation succeeded: the run tested nothing');
     if (recoveredInS !== undefined && recoveredInS > options.recoveryLimitS) failures.push(`recovery took ${recoveredInS.toFixed(2)} s (limit ${options.recoveryLimitS} s)`);
     if (options.failpoints) {
@@ -306,6 +457,7 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
     failures.push(`harness error: ${(error as Error).stack ?? String(error)}`);
   } finally {
     clearInterval(progress);
+    clearInterval(stallWatch);
     if (workload) await Promise.race([workload.stop(), sleep(15_000)]);
     if (cluster) {
       await cluster.stopAll(1_000).catch(() => undefined);
@@ -317,7 +469,9 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
   const ops = checks?.ops ?? workload?.count ?? 0;
   const lost = checks?.lost.length ?? 0;
   const duplicated = checks?.duplicates.length ?? 0;
-  const summary = `chaos: ${ops} ops, ${lost} lost, ${duplicated} duplicated, linearizable: ${checks?.linearizable ? 'yes' : 'no'}, recovered in ${recoveredInS !== undefined ? recoveredInS.toFixed(2) : 'never'} s`;
+  const snaps = checks ? `, snapshots ${checks.snapshots.taken} taken/${checks.snapshots.installed} installed` : '';
+  const rr = rolling ? `, rolling restarts: ${rolling.failed} failed requests (${rolling.refused} refused, rerouted)` : '';
+  const summary = `chaos: ${ops} ops, ${lost} lost, ${duplicated} duplicated, linearizable: ${checks?.linearizable ? 'yes' : 'no'}${snaps}, recovered in ${recoveredInS !== undefined ? recoveredInS.toFixed(2) : 'never'} s${rr}`;
   const result: ChaosResult = {
     ok: failures.length === 0,
     seed: options.seed,
@@ -330,10 +484,12 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
     network: { ...network.stats },
     failpointKills: Object.fromEntries(cluster?.failpointKills ?? FAILPOINT_NAMES.map((f) => [f, 0])) as Record<FailpointName, number>,
     nodeStarts: cluster?.list.reduce((s, n) => s + n.starts, 0) ?? 0,
+    installLines: cluster?.list.reduce((s, n) => s + n.installLines, 0) ?? 0,
     postgres: pg.describe(),
     support,
     summary,
     wallS: (Date.now() - wallStart) / 1000,
+    ...(rolling ? { rolling } : {}),
   };
   if (!result.ok || options.save) {
     const dir = resolve(ROOT, options.historyDir, `${new Date().toISOString().replace(/[:.]/g, '-')}-seed${options.seed}${options.unsafe ? `-unsafe-${options.unsafe}` : ''}${options.failpoints ? '-failpoints' : ''}`);
@@ -352,6 +508,89 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
   process.removeListener('exit', emergency);
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.removeListener(signal, onSignal);
   return result;
+}
+
+/** What every node and the database are doing while client operations hang (the rolling-restart phase). */
+async function diagnoseStall(c: ChaosCluster, pg: Awaited<ReturnType<typeof startPostgres>>, runId: string, stuck: RecordedOp[], now: () => number): Promise<string[]> {
+  const t = now();
+  const since = Math.min(...stuck.map((op) => op.invoke)) - 5_000;
+  const lines = [
+    `at ${(t / 1000).toFixed(2)} s: ${stuck.length} operations in flight for more than 3 s: ${stuck
+      .slice(0, 6)
+      .map((op) => `${op.kind} ${op.key} via node ${op.node} since ${(op.invoke / 1000).toFixed(2)} s`)
+      .join(', ')}`,
+  ];
+  for (const e of c.timeline.filter((e) => e.at >= since)) lines.push(`  ${(e.at / 1000).toFixed(2)} s node ${e.node}: ${e.what}`);
+  // Each node process as the kernel sees it, twice 1 s apart: a process burning a whole core with
+  // its event loop stuck differs from one asleep (waiting) and from one starved of CPU.
+  const procs = c.list.map((n) => n.child?.pid).filter((p): p is number => p !== undefined);
+  const first = new Map(procs.map((p) => [p, procStat(p)]));
+  await sleep(1_000);
+  for (const n of c.list) {
+    const pid = n.child?.pid;
+    if (pid === undefined) continue;
+    const a = first.get(pid);
+    const b = procStat(pid);
+    if (a && b) lines.push(`  node ${n.id} pid ${pid}: state ${a.state}→${b.state}, CPU ${(((b.ticks - a.ticks) / 100) * 100).toFixed(0)} % over 1 s, ${b.threads} threads, wchan ${b.wchan}`);
+  }
+  for (const n of c.list) {
+    const v = await c.status(n, 2_000);
+    let stored = '';
+    try {
+      const rows = await pg.query<{ last: string | null; start: string | null; commit: string | null }>(
+        n.current.database,
+        `SELECT (SELECT max("index") FROM raft_log_entries WHERE cluster_id = $1 AND node_id = $2)::text AS last,
+                (SELECT log_start_index FROM raft_base_configuration WHERE cluster_id = $1 AND node_id = $2)::text AS start,
+                (SELECT commit_index FROM raft_hard_state WHERE cluster_id = $1 AND node_id = $2)::text AS commit`,
+        [CLUSTER_ID, n.id],
+      );
+      stored = `stored log ${rows[0]?.start ?? 0}..${rows[0]?.last ?? '-'}, durable commit ${rows[0]?.commit ?? '-'}`;
+    } catch (error) {
+      stored = `store unreadable: ${(error as Error).message}`;
+    }
+    lines.push(
+      `node ${n.id} (pid ${n.child?.pid ?? '-'}${n.running ? '' : ', down'}): ${
+        v
+          ? `${v.role} term ${v.term} leader ${v.leaderId} commit ${v.commitIndex}${v.appliedIndex !== undefined ? ` applied ${v.appliedIndex} last ${v.lastIndex} log start ${v.logStartIndex}` : ''}`
+          : 'no answer to /cluster'
+      }; ${stored}`,
+    );
+  }
+  try {
+    const activity = await pg.query<{ datname: string; app: string; state: string; wait: string | null; xact_ms: string | null; query_ms: string | null; query: string }>(
+      undefined,
+      `SELECT datname, application_name AS app, state, wait_event_type || ':' || wait_event AS wait,
+              (extract(epoch FROM clock_timestamp() - xact_start) * 1000)::int::text AS xact_ms,
+              (extract(epoch FROM clock_timestamp() - query_start) * 1000)::int::text AS query_ms, left(regexp_replace(query, '\s+', ' ', 'g'), 120) AS query
+       FROM pg_stat_activity WHERE datname LIKE $1 AND pid <> pg_backend_pid() AND state <> 'idle' ORDER BY xact_start NULLS LAST`,
+      [`${runId}%`],
+    );
+    lines.push(`pg_stat_activity: ${activity.length} busy backends${activity.length ? ':' : ''}`);
+    for (const a of activity.slice(0, 12)) lines.push(`  ${a.app} ${a.state} wait=${a.wait ?? '-'} xact ${a.xact_ms ?? '-'} ms, query ${a.query_ms ?? '-'} ms: ${a.query}`);
+  } catch (error) {
+    lines.push(`pg_stat_activity unreadable: ${(error as Error).message}`);
+  }
+  // And how it went on: the same timeline, a few seconds later (the diagnosis above is from the stall's start).
+  await sleep(8_000);
+  lines.push(`then: ${c.timeline.filter((e) => e.at > t).map((e) => `${(e.at / 1000).toFixed(2)} s node ${e.node}: ${e.what}`).join('; ') || 'no change'}`);
+  return lines;
+}
+
+/** /proc/PID/stat: state, user+system CPU ticks (USER_HZ = 100), threads; and wchan. */
+function procStat(pid: number): { state: string; ticks: number; threads: number; wchan: string } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    let wchan = '?';
+    try {
+      wchan = readFileSync(`/proc/${pid}/wchan`, 'utf8') || '0';
+    } catch {
+      // not readable here
+    }
+    return { state: fields[0]!, ticks: Number(fields[11]) + Number(fields[12]), threads: Number(fields[17]), wchan };
+  } catch {
+    return undefined;
+  }
 }
 
 async function waitFor<T>(check: () => Promise<T | undefined>, limitMs: number, everyMs = 100): Promise<T | undefined> {

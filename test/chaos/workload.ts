@@ -13,6 +13,11 @@
  *
  * Writes carry unique values (`c<client>-<n>`), so every value in the log names the one operation
  * that wrote it.
+ *
+ * With `reroute` on (the rolling-restart phase), a client behaves like one of a replicated service
+ * with a list of nodes: a refused connection (the node is down or restarting: the request certainly
+ * never left) makes it skip that node for a while and send its next operation at once to another one.
+ * The refused attempt stays in the history as `fail`; it is not a failed request of the service.
  */
 import type { HistoryOp } from '../sim/linearizability.js';
 import { Prng } from '../sim/prng.js';
@@ -25,6 +30,8 @@ export interface RecordedOp extends HistoryOp {
   status: string;
   /** The error message of a 5xx answer (for the saved history). */
   error?: string;
+  /** When the client gave up on an operation of unknown outcome (its `complete` stays Infinity for the checker). */
+  ended?: number;
 }
 
 export interface WorkloadOptions {
@@ -47,6 +54,10 @@ export class Workload {
   private running = false;
   private readonly loops: Promise<void>[] = [];
   private inflight = 0;
+  /** Operations sent and not yet answered. */
+  readonly inFlight = new Set<RecordedOp>();
+  /** Route around nodes that refuse connections (see the file comment). */
+  reroute = false;
 
   constructor(
     private readonly options: WorkloadOptions,
@@ -72,9 +83,15 @@ export class Workload {
 
   private async client(clientId: number, rng: Prng): Promise<void> {
     const known = new Map<string, string | null>();
+    const refusedUntil = new Map<number, number>();
     let n = 0;
     while (this.running) {
-      const targets = this.options.targets();
+      let targets = this.options.targets();
+      if (this.reroute) {
+        const now = performance.now();
+        const up = targets.filter((t) => (refusedUntil.get(t.id) ?? 0) <= now);
+        if (up.length > 0) targets = up;
+      }
       const target = rng.pick(targets);
       const key = keyName(rng.int(this.options.keys));
       const r = rng.next();
@@ -87,7 +104,9 @@ export class Workload {
       }
       // A client that just failed waits a little before the next try, as real clients back off
       // (otherwise a dead node's refused connections would flood the history).
-      const backoff = op.outcome !== 'ok' ? rng.between(50, 150) : 0;
+      const refused = op.status === 'ECONNREFUSED';
+      if (refused) refusedUntil.set(target.id, performance.now() + 500);
+      const backoff = op.outcome !== 'ok' && !(refused && this.reroute) ? rng.between(50, 150) : 0;
       const think = this.options.thinkMs > 0 ? rng.between(0, this.options.thinkMs) : 0;
       if (backoff + think > 0) await new Promise((r) => setTimeout(r, backoff + think));
     }
@@ -98,6 +117,7 @@ export class Workload {
     const record: RecordedOp = { ...op, id: this.nextId++, invoke: this.options.now(), complete: Infinity, outcome: 'unknown', status: '' };
     this.history.push(record);
     this.inflight++;
+    this.inFlight.add(record);
     try {
       const answer = await request(method, url, body, this.options.timeoutMs);
       const complete = this.options.now();
@@ -131,6 +151,8 @@ export class Workload {
       } else record.status = String(error);
     } finally {
       this.inflight--;
+      this.inFlight.delete(record);
+      if (!Number.isFinite(record.complete)) record.ended = this.options.now();
     }
     return record;
   }
