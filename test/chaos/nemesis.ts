@@ -114,10 +114,14 @@ export class Nemesis {
   }
 
   /** In a failpoints run: the failpoint armed now (the faults that lead to it are made more frequent). */
-  focus: FailpointName | undefined;
+  focus: readonly FailpointName[] = [];
+
+  private focused(f: FailpointName): boolean {
+    return this.focus.includes(f);
+  }
 
   private get fp(): boolean {
-    return this.focus === 'after-vote-persist' || this.focus === 'mid-batch-persist';
+    return this.focused('after-vote-persist') || this.focused('mid-batch-persist');
   }
 
   private async killOnce(rng: Prng): Promise<void> {
@@ -260,7 +264,7 @@ export class Nemesis {
 
   private async lagOnce(rng: Prng): Promise<void> {
     // With failpoints only in the phase of after-snapshot-install (where it is what leads there), back to back.
-    const focused = this.focus === 'after-snapshot-install';
+    const focused = this.focused('after-snapshot-install');
     if (this.options.failpoints && !focused) {
       await this.wait(1000);
       return;
@@ -328,9 +332,9 @@ export class Nemesis {
 
   private async membershipOnce(rng: Prng): Promise<void> {
     // Every 10 ± 2 s from the start of the previous change (a change itself can take several seconds).
-    const gap = this.focus === 'during-config-change' || this.focus === 'after-snapshot-install' ? rng.uniform(1000, 2000) : rng.uniform(8000, 12000);
+    const gap = this.focused('during-config-change') || this.focused('after-snapshot-install') ? rng.uniform(1000, 2000) : rng.uniform(8000, 12000);
     if (!(await this.wait(Math.max(500, this.lastMembershipStart + gap - this.now())))) return;
-    if (this.focus === 'after-snapshot-install' && this.cluster.list.some((n) => n.busy)) return; // a lag under way
+    if (this.focused('after-snapshot-install') && this.cluster.list.some((n) => n.busy)) return; // a lag under way
     this.lastMembershipStart = this.now();
     this.membershipTask = this.removeAndReadd(rng);
     await this.membershipTask;

@@ -199,17 +199,21 @@ export class ChaosCluster {
 
   private failpointsEnv(): string {
     if (process.env.CHAOS_FAILPOINTS_SPEC) return process.env.CHAOS_FAILPOINTS_SPEC; // for experiments
-    return `${this.failpointPhase}:${ChaosCluster.FAILPOINT_P[this.failpointPhase]}`;
+    // Paired with after-snapshot-persist, after-commit-before-apply (passed on every applied batch)
+    // would take most of the phase's kills: a third of its probability.
+    const p = (f: FailpointName) => (this.failpointPhase.length > 1 && f === 'after-commit-before-apply' ? ChaosCluster.FAILPOINT_P[f] / 3 : ChaosCluster.FAILPOINT_P[f]);
+    return this.failpointPhase.map((f) => `${f}:${p(f)}`).join(',');
   }
 
   /**
-   * The failpoint armed in the nodes that start now. A failpoints run goes through the four points one
-   * phase at a time (see run.ts): arming all four at once lets the frequent ones (every node persists
-   * a vote in every election) keep the cluster from electing a leader while the rare ones never fire.
-   * Probabilities are per passage: after-commit-before-apply is passed on every applied batch, the
-   * others around elections, truncations and configuration entries.
+   * The failpoints armed in the nodes that start now. A failpoints run goes through the points in
+   * phases of one or two (see FAILPOINT_GROUPS in run.ts): arming all at once lets the frequent ones
+   * (every node persists a vote in every election) keep the cluster from electing a leader while the
+   * rare ones never fire. Probabilities are per passage: after-commit-before-apply is passed on every
+   * applied batch, after-snapshot-persist on every snapshot, the others around elections,
+   * truncations, configuration entries and installed snapshots.
    */
-  failpointPhase: FailpointName = 'after-vote-persist';
+  failpointPhase: readonly FailpointName[] = ['after-vote-persist'];
   static readonly FAILPOINT_P: Record<FailpointName, number> = {
     'after-vote-persist': 0.7,
     'mid-batch-persist': 1,

@@ -214,7 +214,7 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
         lastCount = h.length;
         const ok = h.filter((o) => o.outcome === 'ok').length;
         const faults = [...nem.counts].map(([k, v]) => `${k}=${v}`).join(' ');
-        const fp = options.failpoints ? ` failpoint kills: ${FAILPOINT_NAMES.map((f) => `${f}=${c.failpointKills.get(f)}`).join(' ')} (armed: ${c.failpointPhase})` : '';
+        const fp = options.failpoints ? ` failpoint kills: ${FAILPOINT_NAMES.map((f) => `${f}=${c.failpointKills.get(f)}`).join(' ')} (armed: ${c.failpointPhase.join('+')})` : '';
         say(`${h.length} ops (${ok} ok, +${done}), ${w.pending} in flight; up: ${c.list.filter((n) => n.running).map((n) => n.id).join(',')}; faults: ${faults || 'none yet'}${fp}`);
       }, options.progressMs);
     }
@@ -223,25 +223,28 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
       // lead to it more frequent, and move on once it has its kills or after 20 s; round after round
       // (every point short of its target once per round, fewest kills first), until the time is up.
       const end = faultStart + options.durationS * 1000;
-      const phases = new Map<FailpointName, number>(FAILPOINT_NAMES.map((f) => [f, 0]));
+      const kills = (f: FailpointName) => c.failpointKills.get(f)!;
+      const phases = new Map<readonly FailpointName[], number>(FAILPOINT_GROUPS.map((g) => [g, 0]));
       for (;;) {
-        const short = FAILPOINT_NAMES.filter((f) => c.failpointKills.get(f)! < options.failpointTarget).sort(
-          (a, b) => phases.get(a)! - phases.get(b)! || c.failpointKills.get(a)! - c.failpointKills.get(b)!,
+        // A group's points still short of their target; the groups with any, fewest phases (this round) first, then fewest kills.
+        const shortOf = (g: readonly FailpointName[]) => g.filter((f) => kills(f) < options.failpointTarget);
+        const groups = FAILPOINT_GROUPS.filter((g) => shortOf(g).length > 0).sort(
+          (a, b) => phases.get(a)! - phases.get(b)! || Math.min(...shortOf(a).map(kills)) - Math.min(...shortOf(b).map(kills)),
         );
-        if (short.length === 0 || now() >= end - 3_000) break;
-        const f = short[0]!;
-        const leftThisRound = short.filter((g) => phases.get(g) === phases.get(f)).length;
-        phases.set(f, phases.get(f)! + 1);
-        c.failpointPhase = f;
-        nem.focus = f;
-        say(`failpoint phase: ${f} (${c.failpointKills.get(f)} kills so far)`);
+        if (groups.length === 0 || now() >= end - 3_000) break;
+        const group = shortOf(groups[0]!);
+        const leftThisRound = groups.filter((g) => phases.get(g) === phases.get(groups[0]!)).length;
+        phases.set(groups[0]!, phases.get(groups[0]!)! + 1);
+        c.failpointPhase = group;
+        nem.focus = group;
+        say(`failpoint phase: ${group.map((f) => `${f} (${kills(f)} kills so far)`).join(' + ')}`);
         await c.rollingRestart();
-        // 20 s a phase; less in a short run, so that the points left in the round get theirs (6 s at least).
+        // 20 s a phase; less in a short run, so that the groups left in the round get theirs (6 s at least).
         const phaseMs = Math.min(20_000, Math.max(6_000, (end - now()) / leftThisRound));
         const phaseEnd = Math.min(end, now() + phaseMs);
-        while (now() < phaseEnd && c.failpointKills.get(f)! < options.failpointTarget) await sleep(200);
+        while (now() < phaseEnd && group.some((f) => kills(f) < options.failpointTarget)) await sleep(200);
       }
-      nem.focus = undefined;
+      nem.focus = [];
       c.failpointsEnabled = false;
       say(`failpoints done: ${FAILPOINT_NAMES.map((f) => `${f}=${c.failpointKills.get(f)}`).join(' ')}`);
     } else await sleep(Math.max(0, options.durationS * 1000 - (now() - faultStart)));
@@ -592,6 +595,19 @@ function procStat(pid: number): { state: string; ticks: number; threads: number;
     return undefined;
   }
 }
+
+/**
+ * The failpoints armed together in one phase. The vote and mid-batch points fire at every election
+ * (alone, they keep the cluster busy enough); the others are rarer and pair up with one that the same
+ * faults lead to: snapshots are taken while entries are applied, and a node re-added with an empty
+ * store by a membership change installs the leader's snapshot.
+ */
+const FAILPOINT_GROUPS: readonly (readonly FailpointName[])[] = [
+  ['after-vote-persist'],
+  ['mid-batch-persist'],
+  ['after-commit-before-apply', 'after-snapshot-persist'],
+  ['during-config-change', 'after-snapshot-install'],
+];
 
 async function waitFor<T>(check: () => Promise<T | undefined>, limitMs: number, everyMs = 100): Promise<T | undefined> {
   const deadline = Date.now() + limitMs;
