@@ -1128,6 +1128,11 @@ export class RaftNode {
     const index = this.applied;
     // A snapshot from the leader accepted meanwhile already covers these entries.
     if (index - this.snapshotIndex < every || index <= core.logStartIndex) return;
+    // A server that joined with an empty store holds no configuration before the entry that added it:
+    // no snapshot until one is known (a snapshot and the log start must each name their configuration).
+    if (!core.configurationAt(index)) return;
+    let compactTo = Math.max(core.logStartIndex, index - this.timing.snapshotTrailingEntries);
+    if (!core.configurationAt(compactTo)) compactTo = index; // keep no trailing entries rather than start the log without a configuration
     const startedAt = performance.now();
     const metadata = core.snapshotMetadata(index);
     const state = await this.stateMachine.snapshot();
@@ -1136,7 +1141,7 @@ export class RaftNode {
     this.snapshotIndex = index;
     this.ownSnapshot = {
       stored: { metadata, data },
-      compactTo: Math.max(core.logStartIndex, index - this.timing.snapshotTrailingEntries),
+      compactTo,
       ms: performance.now() - startedAt,
     };
     this.schedule();

@@ -93,6 +93,7 @@ export class MemoryStorage implements RaftStorage {
     let dropped = 0;
     const { compact } = batch;
     if (compact) {
+      if (!compact.configuration) throw new StorageCorruptionError(`compaction to ${compact.index} names no configuration for the new log start`);
       if (compact.index < start.index) {
         throw new StorageCorruptionError(`batch would move the log start back from index ${start.index} to ${compact.index}`);
       }

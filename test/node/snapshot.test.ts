@@ -136,3 +136,21 @@ describe('session table in snapshots', () => {
   });
 });
 
+
+describe('a server that joined with an empty store', { timeout: 30_000 }, () => {
+  it('takes its own snapshots without a configuration before the entry that added it, and keeps running', async () => {
+    const c = cluster([1, 2, 3], 40, 100); // trailing entries reach back before the entry that added node 4
+    await c.startAll();
+    await write(c, 0, 10);
+    const leader = await c.leader();
+    const joiner = await c.start(4, true);
+    await leader.addMember({ id: 4 }); // caught up through entries: it holds 1..n with no configuration before its own addition
+    await write(c, 10, 120); // past snapshotEvery on node 4 too
+    await eventually(() => expect(joiner.status().snapshotIndex).toBeGreaterThan(0));
+    expect(joiner.isRunning).toBe(true);
+    const stored = await c.storages.get(4)!.load();
+    expect(stored.logStart!.index).toBeGreaterThan(0);
+    expect(stored.baseConfiguration).toBeDefined();
+    await eventually(() => expect(c.machines.get(4)!.data).toEqual(c.machines.get(leader.id)!.data));
+  });
+});
