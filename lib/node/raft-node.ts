@@ -1,4 +1,4 @@
-import { BehaviorSubject, Observable, Subject, distinctUntilChanged, map } from 'rxjs';
+import { BehaviorSubject, Observable, Subject, type Subscription, distinctUntilChanged, map } from 'rxjs';
 import { sameIds, validateVoterIds } from '../core/configuration.js';
 import { CommitsOverflowError, ConfigurationChangeError, LogCompactedError, NotLeaderError, RaftError, RaftInvariantError } from '../core/errors.js';
 import { CommitFanout } from './commit-fanout.js';
@@ -1346,17 +1346,33 @@ export class RaftNode {
     }
   }
 
+  /**
+   * Resolves once the engine knows a leader other than `current` (or after `timeoutMs`, or on abort).
+   * `leader$` lags the engine (it follows saved Readys), so a leader it names counts only once the
+   * engine agrees: otherwise a `leader$` still naming the old leader while the engine has already
+   * dropped it would end every wait at once, and the caller's retry loop would spin on microtasks,
+   * starving the very save that ends the wait. The wake-up is a macrotask for the same reason.
+   */
   private waitForLeaderChange(current: NodeId, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
+      let settled = false;
+      let subscription: Subscription | undefined;
       const done = () => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
-        subscription.unsubscribe();
+        subscription?.unsubscribe();
         signal?.removeEventListener('abort', done);
         resolve();
       };
       const timer = setTimeout(done, timeoutMs);
-      const subscription = this.leader$.subscribe((leader) => {
-        if (leader !== current && leader !== 0) queueMicrotask(done);
+      const known = (leader: NodeId) => leader !== current && leader !== 0 && leader === this.leaderId;
+      if (known(this.leaderId)) {
+        setImmediate(done);
+        return;
+      }
+      subscription = this.leader$.subscribe((leader) => {
+        if (known(leader)) setImmediate(done);
       });
       signal?.addEventListener('abort', done);
     });

@@ -161,6 +161,47 @@ describe('RaftNode (in-process, memory storage and network)', () => {
   });
 });
 
+describe('waiting for a leader', () => {
+  // Regression: leader$ still named the old leader while the engine had already dropped it (the Ready
+  // that says so was being saved), so the wait for "a new leader" ended at once and read()/command()
+  // looped on microtasks: timers and I/O (the very save that would end the wait) starved until the deadline.
+  it('yields to the event loop while its loss of the leader is still being saved', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    await leader.command('set a 1');
+    const follower = [...cluster.nodes.values()].find((n) => n !== leader)!;
+    const storage = cluster.storages.get(follower.id)!;
+    const save = storage.save.bind(storage);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    storage.save = async (batch) => {
+      await gate; // a slow disk on the follower, from now on until released
+      await save(batch);
+    };
+    const other = [...cluster.ids].find((id) => id !== leader.id && id !== follower.id)!;
+    // A vote request at a higher term (a transfer skips the lease check): the engine forgets the leader now.
+    const vote = follower.rpcHandler.requestVote({ type: 'RequestVote', from: other, to: follower.id, term: follower.term + 1, lastLogIndex: 1_000, lastLogTerm: 1_000, preVote: false, transfer: true });
+    expect(follower.leaderId).toBe(0);
+    const order: string[] = [];
+    setTimeout(() => {
+      order.push('timer fired');
+      release();
+    }, 50);
+    const read = follower.barrier({ timeoutMs: 3_000 }).then(
+      () => order.push('barrier settled'),
+      () => order.push('barrier settled'),
+    );
+    const command = follower.command('set b 2', { timeoutMs: 3_000 }).then(
+      () => order.push('command settled'),
+      () => order.push('command settled'),
+    );
+    await Promise.all([read, command]);
+    expect(order[0]).toBe('timer fired'); // with the spin, both calls ran to their deadline before any timer
+    expect((await vote).voteGranted).toBe(true); // answered once its save was done
+  });
+});
+
 describe('leader persistence in parallel with replication (thesis §10.2.1)', () => {
   it('sends a batch to followers while it is still writing it, and still answers after commit', async () => {
     cluster = new MemoryCluster([1, 2, 3]);
