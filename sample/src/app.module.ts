@@ -46,6 +46,7 @@ export class AppModule implements NestModule {
           clusterId: config.clusterId,
           electionTimeoutMs: config.electionTimeoutMs,
           ...(config.snapshotEvery !== undefined ? { snapshotEvery: config.snapshotEvery } : {}),
+          ...(config.snapshotTrailingEntries !== undefined ? { snapshotTrailingEntries: config.snapshotTrailingEntries } : {}),
           ...(config.clusterSecret ? { clusterSecret: config.clusterSecret } : {}),
           ...(config.previousClusterSecrets ? { previousClusterSecrets: config.previousClusterSecrets } : {}),
           ...(config.insecureNoAuth ? { insecureNoAuth: true } : {}),

@@ -17,6 +17,7 @@
  * | `CLUSTER_ID` | keeps several clusters apart in one database | `default` |
  * | `ELECTION_TIMEOUT_MS` | minimum election timeout | 250 |
  * | `SNAPSHOT_EVERY` | snapshot the key-value map and compact the log every this many entries (0: never) | 10000 |
+ * | `SNAPSHOT_TRAILING_ENTRIES` | entries kept before a snapshot when compacting (a follower this little behind gets entries, not the snapshot) | 1000 |
  */
 export interface SampleConfig {
   nodeId: number;
@@ -32,6 +33,7 @@ export interface SampleConfig {
   clusterId: string;
   electionTimeoutMs: number;
   snapshotEvery?: number;
+  snapshotTrailingEntries?: number;
   clusterSecret?: string;
   previousClusterSecrets?: string[];
   insecureNoAuth?: boolean;
@@ -54,9 +56,9 @@ function port(name: string, text: string | undefined, fallback: number): number 
   return value;
 }
 
-function snapshotEvery(text: string): number {
+function count(name: string, text: string): number {
   const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 0) throw new Error(`SNAPSHOT_EVERY must be a non-negative integer, got ${JSON.stringify(text)}`);
+  if (text.trim() === '' || !Number.isSafeInteger(value) || value < 0) throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(text)}`);
   return value;
 }
 
@@ -79,7 +81,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SampleConfig {
     dataDir: env.DATA_DIR ?? `./data/node-${nodeId}`,
     clusterId: env.CLUSTER_ID ?? 'default',
     electionTimeoutMs: Number(env.ELECTION_TIMEOUT_MS ?? 250),
-    ...(env.SNAPSHOT_EVERY !== undefined ? { snapshotEvery: snapshotEvery(env.SNAPSHOT_EVERY) } : {}),
+    ...(env.SNAPSHOT_EVERY !== undefined ? { snapshotEvery: count('SNAPSHOT_EVERY', env.SNAPSHOT_EVERY) } : {}),
+    ...(env.SNAPSHOT_TRAILING_ENTRIES !== undefined ? { snapshotTrailingEntries: count('SNAPSHOT_TRAILING_ENTRIES', env.SNAPSHOT_TRAILING_ENTRIES) } : {}),
     ...(env.RAFT_CLUSTER_SECRET ? { clusterSecret: env.RAFT_CLUSTER_SECRET } : {}),
     ...(previous?.length ? { previousClusterSecrets: previous } : {}),
     ...(env.RAFT_INSECURE_NO_AUTH === '1' || env.RAFT_INSECURE_NO_AUTH === 'true' ? { insecureNoAuth: true } : {}),

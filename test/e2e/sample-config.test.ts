@@ -1,0 +1,20 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../sample/src/config.js';
+
+describe("the sample's configuration from the environment", () => {
+  it('reads the compaction settings, and leaves them to the library when unset', () => {
+    const config = loadConfig({ NODE_ID: '2', SNAPSHOT_EVERY: '500', SNAPSHOT_TRAILING_ENTRIES: '0' });
+    expect(config.snapshotEvery).toBe(500);
+    expect(config.snapshotTrailingEntries).toBe(0);
+    const defaults = loadConfig({ NODE_ID: '2' });
+    expect('snapshotEvery' in defaults).toBe(false);
+    expect('snapshotTrailingEntries' in defaults).toBe(false);
+  });
+
+  it('refuses a count that is not a non-negative integer, naming the variable', () => {
+    for (const bad of ['-1', '1.5', 'many', '']) {
+      expect(() => loadConfig({ NODE_ID: '1', SNAPSHOT_TRAILING_ENTRIES: bad })).toThrow(/^SNAPSHOT_TRAILING_ENTRIES must be a non-negative integer/);
+      expect(() => loadConfig({ NODE_ID: '1', SNAPSHOT_EVERY: bad })).toThrow(/^SNAPSHOT_EVERY must be a non-negative integer/);
+    }
+  });
+});
