@@ -168,3 +168,4 @@ export { LEADER_ONLY_METADATA, RAFT_LEADER_URL, type LeaderOnlyOptions, type Lea
 export { RaftExplorer } from './nest/decorators/raft.explorer.js';
 export { RaftHealthIndicator, type RaftHealthOptions, type RaftHealthDetails, type RaftHealthStatus, type RaftHealthIndicatorResult } from './nest/health/raft.health.js';
 export { RaftMetrics, provideRaftMetrics, RAFT_METRICS_OPTIONS, type RaftMetricsOptions, type RaftMetricsRegistry } from './nest/metrics/raft.metrics.js';
+export { HttpServerDrain, type HttpDrainOptions } from './nest/http-drain.js';

@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
-import { RaftExceptionFilter } from '../../lib/index.js';
+import { HttpServerDrain, RaftExceptionFilter } from '../../lib/index.js';
 import { AppModule } from './app.module.js';
 import { loadConfig } from './config.js';
 
@@ -13,7 +13,24 @@ async function main(): Promise<void> {
     rawBody: !config.rpc,
   });
   app.useGlobalFilters(new RaftExceptionFilter());
-  app.enableShutdownHooks();
+  // A graceful stop fails no client request: stop accepting connections (clients move to another
+  // node), answer what was sent with `Connection: close`, then let Nest transfer leadership and stop.
+  const drain = new HttpServerDrain(app.getHttpServer());
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      console.log(`node ${config.nodeId}: ${signal}, draining HTTP connections`);
+      drain
+        .close()
+        .then(() => app.close())
+        .then(
+          () => process.exit(0),
+          (error: unknown) => {
+            console.error(error);
+            process.exit(1);
+          },
+        );
+    });
+  }
   await app.listen(config.port, config.host);
   const rpc = config.rpc ? `Raft RPCs on ${config.url} (own listener)` : `Raft RPCs on the public port (${config.url})`;
   console.log(`node ${config.nodeId} listening on http://${config.host}:${config.port}; ${rpc} (pid ${process.pid})`);

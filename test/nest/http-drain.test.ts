@@ -1,0 +1,112 @@
+import { createServer, type Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HttpServerDrain } from '../../lib/index.js';
+
+// A raw client socket, so the test decides exactly when its next request is written.
+function request(path: string): string {
+  return `GET ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n`;
+}
+
+async function listen(handler: Parameters<typeof createServer>[1]): Promise<{ server: Server; port: number }> {
+  const server = createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as { port: number }).port };
+}
+
+/** Everything the server sends on `socket` until it closes, and how it closed. */
+function collect(socket: Socket): { text: () => string; ended: Promise<'end' | 'reset'> } {
+  let text = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => (text += chunk));
+  const ended = new Promise<'end' | 'reset'>((resolve) => {
+    socket.on('error', () => resolve('reset'));
+    socket.on('close', () => resolve('end'));
+  });
+  return { text: () => text, ended };
+}
+
+const answered = (text: string) => text.split('HTTP/1.1 200').length - 1;
+
+let servers: Server[] = [];
+afterEach(() => {
+  for (const s of servers) s.closeAllConnections();
+  servers = [];
+});
+
+describe('HttpServerDrain', () => {
+  it('answers a request already sent on an idle kept-alive connection, where server.close() drops it', async () => {
+    for (const mode of ['server.close()', 'drain'] as const) {
+      const { server, port } = await listen((req, res) => res.end(`ok ${req.url}`));
+      servers.push(server);
+      const drain = new HttpServerDrain(server);
+      const socket = connect(port, '127.0.0.1');
+      const out = collect(socket);
+      socket.write(request('/first'));
+      await expect.poll(() => answered(out.text())).toBe(1); // the connection is now idle, kept alive
+      // The next request is written, and the server is told to close before it has read it.
+      socket.write(request('/second'));
+      const closed = mode === 'drain' ? drain.close({ idleGraceMs: 200 }) : new Promise((r) => server.close(r));
+      const how = await out.ended;
+      await closed;
+      if (mode === 'server.close()') {
+        expect(answered(out.text())).toBe(1); // the control: Node's close dropped the second request
+      } else {
+        expect(how).toBe('end');
+        expect(answered(out.text())).toBe(2);
+        expect(out.text()).toMatch(/ok \/second$/);
+        expect(out.text().split('HTTP/1.1 200')[2]).toMatch(/connection: close/i);
+      }
+    }
+  });
+
+  it('refuses new connections at once, lets a slow request finish, then closes idle connections after the grace', async () => {
+    let release!: () => void;
+    const slow = new Promise<void>((r) => (release = r));
+    const { server, port } = await listen((req, res) => {
+      if (req.url === '/slow') void slow.then(() => res.end('slow done'));
+      else res.end('ok');
+    });
+    servers.push(server);
+    const drain = new HttpServerDrain(server);
+    const busy = connect(port, '127.0.0.1');
+    const busyOut = collect(busy);
+    const idle = connect(port, '127.0.0.1');
+    const idleOut = collect(idle);
+    idle.write(request('/warm'));
+    await expect.poll(() => answered(idleOut.text())).toBe(1);
+    busy.write(request('/slow'));
+    await expect.poll(() => drain.openConnections).toBe(2);
+    await new Promise((r) => setTimeout(r, 50)); // the slow request is being handled
+    const closing = drain.close({ idleGraceMs: 300 });
+    expect(drain.isDraining).toBe(true);
+    // A new connection is refused while the old ones drain.
+    const refused = await new Promise<string>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      s.on('connect', () => resolve('connected'));
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+    });
+    expect(refused).toBe('ECONNREFUSED');
+    // The idle connection goes after its grace; the busy one is still open, waiting for its answer.
+    expect(await idleOut.ended).toBe('end');
+    expect(busy.destroyed).toBe(false);
+    release();
+    expect(await busyOut.ended).toBe('end');
+    expect(busyOut.text()).toMatch(/connection: close[\s\S]*slow done$/i);
+    await closing;
+    expect(drain.openConnections).toBe(0);
+  });
+
+  it('destroys what is left at the timeout', async () => {
+    const { server, port } = await listen(() => undefined); // never answers
+    servers.push(server);
+    const drain = new HttpServerDrain(server);
+    const socket = connect(port, '127.0.0.1');
+    const out = collect(socket);
+    socket.write(request('/hang'));
+    await expect.poll(() => drain.openConnections).toBe(1);
+    await drain.close({ timeoutMs: 200 });
+    expect(await out.ended).toMatch(/end|reset/);
+    expect(drain.openConnections).toBe(0);
+  });
+});
