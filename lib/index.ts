@@ -124,6 +124,12 @@ export {
   errorFromWire,
   DEFAULT_PATH_PREFIX,
   RAFT_JSON_CONTENT_TYPE,
+  RAFT_APPEND_ENTRIES_BINARY_CONTENT_TYPE,
+  encodeAppendEntriesBinary,
+  decodeAppendEntriesBinary,
+  isBinaryAppendEntries,
+  type BinaryAppendEntriesBody,
+  type BinaryWireEntry,
 } from './transport/wire.js';
 
 // NestJS
@@ -146,7 +152,7 @@ export { CLUSTER_SECRET_ENV, PREVIOUS_CLUSTER_SECRETS_ENV } from './nest/securit
 export type { RaftRateLimitOptions } from './nest/security/rate-limiter.js';
 export { RAFT_MODULE_OPTIONS, RAFT_NODE, RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, RAFT_SNAPSHOT_ASSEMBLER, DEFAULT_RPC_LIMITS, type RaftRpcLimits } from './nest/raft.constants.js';
 export { createRaftRpcController } from './nest/raft-rpc.controller.js';
-export { InvalidRpcBodyError, parseAppendEntries, parseInstallSnapshot, parseRequestVote, parseSetConfiguration, parseSetConfigurationBody } from './nest/dto/parse-rpc-body.js';
+export { InvalidRpcBodyError, parseAppendEntries, parseAppendEntriesBinary, parseInstallSnapshot, parseRequestVote, parseSetConfiguration, parseSetConfigurationBody } from './nest/dto/parse-rpc-body.js';
 export { RequestBodyError } from './nest/raft-body.js';
 
 // Nest-native leader features

@@ -113,6 +113,12 @@ export interface RaftModuleOptions extends RaftTimingOptions {
    */
   readonly peerTls?: HttpTransportTlsOptions;
   /**
+   * How this node sends AppendEntries to its peers (the built-in HTTP transport). `binary` (default):
+   * a compact body without base64 or JSON; a peer that answers 415 (a JSON-only server) gets JSON from
+   * then on. `json`: always the Go model's JSON body. Either way this node accepts both.
+   */
+  readonly appendEntriesEncoding?: 'binary' | 'json';
+  /**
    * Mutual TLS: the node id a peer's client certificate stands for (e.g. `nodeIdFromCommonName()`).
    * When set, every RPC must arrive over TLS with a certificate the listener verified (its
    * `httpsOptions` with `requestCert` and `ca`), and the certificate's node must be the one that

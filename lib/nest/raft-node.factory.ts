@@ -38,6 +38,9 @@ export function validateModuleOptions(options: RaftModuleOptions): void {
   if (options.maxSnapshotBytes !== undefined && !(Number.isSafeInteger(options.maxSnapshotBytes) && options.maxSnapshotBytes > 0)) {
     throw new RaftOptionsError('maxSnapshotBytes', `must be a positive integer, got ${String(options.maxSnapshotBytes)}`);
   }
+  if (options.appendEntriesEncoding !== undefined && options.appendEntriesEncoding !== 'binary' && options.appendEntriesEncoding !== 'json') {
+    throw new RaftOptionsError('appendEntriesEncoding', `must be "binary" or "json", got ${JSON.stringify(options.appendEntriesEncoding)}`);
+  }
   if (options.authClockSkewMs !== undefined && !(Number.isSafeInteger(options.authClockSkewMs) && options.authClockSkewMs > 0)) {
     throw new RaftOptionsError('authClockSkewMs', `must be a positive integer, got ${String(options.authClockSkewMs)}`);
   }
@@ -134,6 +137,7 @@ export async function createRaftNodeFromOptions(options: RaftModuleOptions, modu
       // Every request signed with the cluster secret (the receiver verifies before parsing).
       ...(sign ? { sign } : {}),
       ...(options.peerTls ? { tls: options.peerTls } : {}),
+      ...(options.appendEntriesEncoding ? { appendEntriesEncoding: options.appendEntriesEncoding } : {}),
     });
   const storage = createRaftStorage(options);
   return new RaftNode({ ...options, stateMachine, storage, transport, logger });

@@ -12,7 +12,7 @@
 import { Controller, Get, Inject, Logger, Optional, Post, Req, Res, type OnModuleDestroy, type Type } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
 import { RaftOptionsError } from '../core/errors.js';
-import type { NodeId } from '../core/types.js';
+import type { AppendEntriesRequest, NodeId } from '../core/types.js';
 import { HttpTransport } from '../transport/http-transport.js';
 import { SnapshotAssembler, SnapshotTransferError } from '../transport/snapshot-assembler.js';
 import type { RaftMember, RaftRpcHandler, RpcOptions } from '../transport/transport.js';
@@ -28,6 +28,7 @@ import {
   encodeInstallSnapshotResult,
   encodeRequestVoteResult,
   errorToWire,
+  isBinaryAppendEntries,
   isIndex,
   isNodeId,
   normalizePathPrefix,
@@ -35,7 +36,7 @@ import {
   type WirePeer,
 } from '../transport/wire.js';
 import { PeerAuthError } from '../transport/auth.js';
-import { InvalidRpcBodyError, parseAppendEntries, parseInstallSnapshot, parseRequestVote, parseSetConfigurationBody } from './dto/parse-rpc-body.js';
+import { InvalidRpcBodyError, parseAppendEntries, parseAppendEntriesBinary, parseInstallSnapshot, parseRequestVote, parseSetConfigurationBody } from './dto/parse-rpc-body.js';
 import { DEFAULT_RPC_LIMITS, RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, RAFT_SNAPSHOT_ASSEMBLER, type RaftRpcLimits } from './raft.constants.js';
 import { RequestBodyError, checkJsonContentType, parseJsonBytes, readJsonBody, readRawBody, type RaftHttpRequest } from './raft-body.js';
 import type { AdmittedRpc, RaftRpcSecurity } from './security/raft-rpc-security.js';
@@ -64,7 +65,7 @@ class WrongNodeError extends Error {
  * | route | body | answer |
  * |---|---|---|
  * | `GET id` | — | the node's id, `text/plain` |
- * | `POST appendentries` | JSON (`application/json` or `application/vnd.raft+json`) | `{ term, success, match_index, … }` |
+ * | `POST appendentries` | JSON (`application/json` or `application/vnd.raft+json`), or binary (`application/vnd.raft.appendentries`, see `encodeAppendEntriesBinary`) | `{ term, success, match_index, … }` |
  * | `POST requestvote` | JSON | `{ term, vote_granted, pre_vote? }` |
  * | `POST command` | the command's bytes, `application/octet-stream` | `{ result }` after commit |
  * | `POST commands` | several commands, a binary batch (`encodeCommandBatch`) | `{ outcomes: [{ result } \| { status, error }] }` |
@@ -143,8 +144,18 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
     appendEntries(@Req() req: RaftHttpRequest, @Res() res: ServerResponse): Promise<void> {
       return this.serve(req, res, false, async () => {
         this.checkAddressee(req);
-        const { json, peer } = await this.readJson(req);
-        const request = parseAppendEntries(json, this.limits, this.handler.id);
+        let request: AppendEntriesRequest;
+        let peer: AdmittedRpc | undefined;
+        if (isBinaryAppendEntries(req.headers['content-type'])) {
+          // The compact encoding (what this library's HTTP peer sends); its commands stay views of the body.
+          const limit = this.limits.bodyLimitBytes;
+          if (this.authenticating) peer = await this.security!.authenticate(req, { bodyLimit: limit });
+          request = parseAppendEntriesBinary(peer ? peer.body : await readRawBody(req, limit), this.limits, this.handler.id);
+        } else {
+          const read = await this.readJson(req);
+          peer = read.peer;
+          request = parseAppendEntries(read.json, this.limits, this.handler.id);
+        }
         this.authorize(req, peer, { id: request.from, field: 'leader_id', term: request.term });
         return encodeAppendEntriesResult(await this.handler.appendEntries(request));
       });

@@ -28,6 +28,7 @@ import {
   encodeCommandBatch,
   DEFAULT_PATH_PREFIX,
   RAFT_JSON_CONTENT_TYPE,
+  RAFT_APPEND_ENTRIES_BINARY_CONTENT_TYPE,
   RPC_PATHS,
   TIMEOUT_HEADER,
   TO_HEADER,
@@ -38,6 +39,7 @@ import {
   decodeInstallSnapshotResult,
   decodeRequestVoteResult,
   encodeAppendEntries,
+  encodeAppendEntriesBinary,
   encodeInstallSnapshotChunk,
   encodeRequestVote,
   encodeSetConfiguration,
@@ -80,6 +82,13 @@ export interface HttpTransportOptions {
    * its own body limit; use `application/json` for a receiver that only accepts that.
    */
   readonly contentType?: string;
+  /**
+   * How AppendEntries travels. `binary` (the default): `application/vnd.raft.appendentries`, the
+   * commands' bytes as they are (see `encodeAppendEntriesBinary`); a receiver that answers 415 (a
+   * JSON-only server, such as one of the Go model) gets JSON from then on. `json`: always the Go
+   * model's JSON body ({@link contentType}), commands in base64.
+   */
+  readonly appendEntriesEncoding?: 'binary' | 'json';
   /** Extra headers on every request (informational ones; peers authenticate through {@link sign}). */
   readonly headers?: Readonly<Record<string, string>> | (() => Readonly<Record<string, string>>);
   /**
@@ -124,6 +133,7 @@ export const HTTP_TRANSPORT_DEFAULTS = {
   maxSocketsPerPeer: 16,
   maxResponseBytes: 64 * 1024 * 1024,
   contentType: RAFT_JSON_CONTENT_TYPE,
+  appendEntriesEncoding: 'binary',
   snapshotChunkBytes: 512 * 1024,
   snapshotChunkTimeoutMs: 30_000,
 } as const satisfies Required<Omit<HttpTransportOptions, 'headers' | 'sign' | 'tls'>>;
@@ -398,6 +408,8 @@ export class HttpPeer implements RaftPeer {
   private readonly backoff: Backoff;
   private readonly prefix: string;
   private closed = false;
+  /** Whether AppendEntries goes binary to this peer (until it answers 415). */
+  private binaryAppendEntries: boolean;
 
   /** @internal use {@link HttpTransport.peer} */
   constructor(
@@ -412,6 +424,7 @@ export class HttpPeer implements RaftPeer {
     const agentOptions = { keepAlive: true, maxSockets: options.maxSocketsPerPeer };
     this.agent = this.base.protocol === 'https:' ? new https.Agent({ ...agentOptions, ...options.tls }) : new http.Agent(agentOptions);
     this.backoff = new Backoff(options.backoffInitialMs, options.backoffMaxMs);
+    this.binaryAppendEntries = options.appendEntriesEncoding === 'binary';
   }
 
   /** Failures since the last success, and how long calls keep failing fast. */
@@ -420,7 +433,15 @@ export class HttpPeer implements RaftPeer {
   }
 
   async appendEntries(request: AppendEntriesRequest, options?: RpcOptions): Promise<AppendEntriesResponse> {
-    const answer = await this.call('POST', RPC_PATHS.appendEntries, this.json(encodeAppendEntries(request)), 'rpc', options);
+    let answer: HttpAnswer;
+    if (this.binaryAppendEntries) {
+      const body = { data: encodeAppendEntriesBinary(request), contentType: RAFT_APPEND_ENTRIES_BINARY_CONTENT_TYPE };
+      answer = await this.call('POST', RPC_PATHS.appendEntries, body, 'rpc', options);
+      // A receiver that does not know the binary body: JSON from now on (this request included).
+      if (answer.status === 415) this.binaryAppendEntries = false;
+    }
+    if (!this.binaryAppendEntries) answer = await this.call('POST', RPC_PATHS.appendEntries, this.json(encodeAppendEntries(request)), 'rpc', options);
+    answer = answer!;
     if (answer.status !== 200) throw errorAnswer(answer);
     return decodeAppendEntriesResult(parseJson(answer, 'AppendEntries'), request, this.id);
   }

@@ -47,6 +47,7 @@ export class AppModule implements NestModule {
           electionTimeoutMs: config.electionTimeoutMs,
           ...(config.snapshotEvery !== undefined ? { snapshotEvery: config.snapshotEvery } : {}),
           ...(config.snapshotTrailingEntries !== undefined ? { snapshotTrailingEntries: config.snapshotTrailingEntries } : {}),
+          ...(config.appendEntriesEncoding ? { appendEntriesEncoding: config.appendEntriesEncoding } : {}),
           ...(config.clusterSecret ? { clusterSecret: config.clusterSecret } : {}),
           ...(config.previousClusterSecrets ? { previousClusterSecrets: config.previousClusterSecrets } : {}),
           ...(config.insecureNoAuth ? { insecureNoAuth: true } : {}),

@@ -17,6 +17,7 @@
  * | `CLUSTER_ID` | keeps several clusters apart in one database | `default` |
  * | `ELECTION_TIMEOUT_MS` | minimum election timeout | 250 |
  * | `SNAPSHOT_EVERY` | snapshot the key-value map and compact the log every this many entries (0: never) | 10000 |
+ * | `APPEND_ENTRIES_ENCODING` | how this node sends AppendEntries: `binary`, or `json` (the Go model's body) | binary |
  * | `SNAPSHOT_TRAILING_ENTRIES` | entries kept before a snapshot when compacting (a follower this little behind gets entries, not the snapshot) | 1000 |
  */
 export interface SampleConfig {
@@ -34,6 +35,7 @@ export interface SampleConfig {
   electionTimeoutMs: number;
   snapshotEvery?: number;
   snapshotTrailingEntries?: number;
+  appendEntriesEncoding?: 'binary' | 'json';
   clusterSecret?: string;
   previousClusterSecrets?: string[];
   insecureNoAuth?: boolean;
@@ -62,6 +64,11 @@ function count(name: string, text: string): number {
   return value;
 }
 
+function encoding(text: string): 'binary' | 'json' {
+  if (text !== 'binary' && text !== 'json') throw new Error(`APPEND_ENTRIES_ENCODING must be binary or json, got ${JSON.stringify(text)}`);
+  return text;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): SampleConfig {
   const nodeId = Number(env.NODE_ID);
   if (!Number.isSafeInteger(nodeId) || nodeId <= 0) throw new Error(`NODE_ID must be a positive integer, got ${JSON.stringify(env.NODE_ID)}`);
@@ -83,6 +90,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SampleConfig {
     electionTimeoutMs: Number(env.ELECTION_TIMEOUT_MS ?? 250),
     ...(env.SNAPSHOT_EVERY !== undefined ? { snapshotEvery: count('SNAPSHOT_EVERY', env.SNAPSHOT_EVERY) } : {}),
     ...(env.SNAPSHOT_TRAILING_ENTRIES !== undefined ? { snapshotTrailingEntries: count('SNAPSHOT_TRAILING_ENTRIES', env.SNAPSHOT_TRAILING_ENTRIES) } : {}),
+    ...(env.APPEND_ENTRIES_ENCODING !== undefined ? { appendEntriesEncoding: encoding(env.APPEND_ENTRIES_ENCODING) } : {}),
     ...(env.RAFT_CLUSTER_SECRET ? { clusterSecret: env.RAFT_CLUSTER_SECRET } : {}),
     ...(previous?.length ? { previousClusterSecrets: previous } : {}),
     ...(env.RAFT_INSECURE_NO_AUTH === '1' || env.RAFT_INSECURE_NO_AUTH === 'true' ? { insecureNoAuth: true } : {}),

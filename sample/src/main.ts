@@ -20,7 +20,7 @@ async function main(): Promise<void> {
     process.once(signal, () => {
       console.log(`node ${config.nodeId}: ${signal}, draining HTTP connections`);
       drain
-        .close()
+        .close({ timeoutMs: 5_000 })
         .then(() => app.close())
         .then(
           () => process.exit(0),

@@ -8,8 +8,9 @@ import { runChaos } from './run.js';
 
 /**
  * A short chaos run in `npm test`: the sample as three processes behind fault-injecting proxies,
- * kill -9, partitions, pauses, an abrupt PostgreSQL stop, a membership change, flaky links and lagging
- * followers for 20 s, with a fixed seed, snapshots every 50 entries; then the same verdicts as
+ * kill -9, partitions, pauses, an abrupt PostgreSQL stop, membership changes, a voter turned into an
+ * empty learner (caught up through InstallSnapshot, removed, added again, promoted), flaky links and
+ * lagging followers for 20 s, with a fixed seed, snapshots every 50 entries; then the same verdicts as
  * `npm run chaos` (with compaction: the committed log put back together from the stores and their
  * shadows, snapshots checked against it, logs bounded). A failing run leaves its history in
  * bench/chaos/ and names it in the failure.
@@ -45,7 +46,7 @@ describe.skipIf(!available)('chaos: the sample as 3 processes under faults', () 
   it('loses no acknowledged write, applies nothing twice, stays linearizable and recovers', async () => {
     const lines: string[] = [];
     const result = await runChaos(options, { log: (line) => lines.push(line) });
-    const report = [...lines, ...result.failures.map((f) => `FAILURE: ${f}`), result.summary, result.historyPath ? `history: ${result.historyPath}` : ''].join('\n');
+    const report = [...lines, ...(result.learners?.lines ?? []).map((l) => `learner: ${l}`), ...result.failures.map((f) => `FAILURE: ${f}`), result.summary, result.historyPath ? `history: ${result.historyPath}` : ''].join('\n');
     expect(result.failures, report).toEqual([]);
     expect(result.checks!.lost, report).toEqual([]);
     expect(result.checks!.duplicates, report).toEqual([]);
@@ -55,6 +56,18 @@ describe.skipIf(!available)('chaos: the sample as 3 processes under faults', () 
     expect(Object.values(result.faults).reduce((a, b) => a + b, 0), report).toBeGreaterThan(10);
     expect(result.checks!.snapshots.taken, report).toBeGreaterThan(0);
     expect(result.checks!.snapshots.problems, report).toEqual([]);
+    // The first learner change: a voter out, added back empty as a learner, caught up (through
+    // InstallSnapshot: the leader has compacted by then), removed, added again, promoted; no learner
+    // campaigned or led.
+    const learners = result.learners!;
+    expect(learners.added, report).toBeGreaterThanOrEqual(2);
+    expect(learners.removed, report).toBeGreaterThanOrEqual(1);
+    expect(learners.promoted, report).toBeGreaterThanOrEqual(1);
+    expect(learners.caughtUp, report).toBeGreaterThanOrEqual(1);
+    expect(learners.viaSnapshot, report).toBeGreaterThanOrEqual(1);
+    expect(learners.polls, report).toBeGreaterThan(0);
+    expect(learners.incarnations, report).toBeGreaterThanOrEqual(1);
+    expect(learners.problems, report).toEqual([]);
     if (rolling) {
       expect(result.rolling?.restarts.length, report).toBe(3);
       expect(result.rolling?.ops, report).toBeGreaterThan(100);

@@ -135,3 +135,23 @@ describe('chaos verdicts with log compaction', () => {
     expect(runChecks(input).logAgreement.problems.join('\n')).toMatch(/replaced by term 3/);
   });
 });
+
+describe('chaos verdicts on learners', () => {
+  it('find a learner that voted for itself before its promotion was asked for, and allow later votes and votes for others', () => {
+    const input = healthy();
+    const learner = input.states[2]!;
+    learner.incarnation.learner = { since: 1_000, promoteRequestedAt: 5_000 };
+    learner.audit = [
+      { term: 2, vote: 1, at: 2_000 }, // for another candidate (one with a stale configuration may ask): allowed
+      { term: 3, vote: 0, at: 3_000 },
+      { term: 4, vote: 3, at: 6_000 }, // after the promotion was asked for: a voter may campaign
+    ];
+    let report = runChecks(input);
+    expect(report.learners).toEqual({ incarnations: 1, votesForOthers: 1, problems: [] });
+    learner.audit.splice(2, 0, { term: 3, vote: 3, at: 4_000 });
+    report = runChecks(input);
+    expect(report.learners.problems.join('\n')).toMatch(/c \(node 3\): a learner voted for itself in term 3 3\.00 s after .*, 1\.00 s before its promotion was asked for/);
+    delete learner.incarnation.learner.promoteRequestedAt;
+    expect(runChecks(input).learners.problems.join('\n')).toMatch(/in term 4 .*never promoted/);
+  });
+});

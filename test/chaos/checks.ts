@@ -22,6 +22,8 @@
  * 5. One vote per term: the audit of every (term, vote) a node stored (a trigger on raft_hard_state)
  *    never shows two different votes in one term, a forgotten vote, or a term going back.
  * 6. Election safety: no two nodes ever reported being leader of the same term.
+ * 6b. Learners: an incarnation started empty to be added as a learner never voted for itself (the
+ *    audit: a campaign persists its own vote) before the harness asked for its promotion.
  * 7. Bounded log: every final member stores at most SNAPSHOT_EVERY + the trailing entries kept after a
  *    snapshot + a little slack (compaction works), and the counts of snapshots taken and installed.
  */
@@ -72,7 +74,8 @@ export interface StoredState {
   /** What the triggers found wrong while the node ran (a committed entry replaced). */
   violations: string[];
   hard?: { term: number; vote: number; commit: number };
-  audit: { term: number; vote: number }[];
+  /** Every durable (term, vote), with when it was stored (wall clock, ms). */
+  audit: { term: number; vote: number; at?: number }[];
   error?: string;
 }
 
@@ -123,8 +126,12 @@ export async function readStoredState(pg: PgServer, incarnation: Incarnation): P
     }
     const hard = await pg.query<{ term: string; vote: string; commit_index: string }>(db, `SELECT term::text, vote::text, commit_index::text FROM raft_hard_state WHERE cluster_id = $1 AND node_id = $2`, id);
     if (hard[0]) state.hard = { term: Number(hard[0].term), vote: Number(hard[0].vote), commit: Number(hard[0].commit_index) };
-    const audit = await pg.query<{ term: string; vote: string }>(db, `SELECT term::text, vote::text FROM chaos_vote_audit WHERE node_id = $1 ORDER BY seq`, [incarnation.nodeId]);
-    state.audit = audit.map((a) => ({ term: Number(a.term), vote: Number(a.vote) }));
+    const audit = await pg.query<{ term: string; vote: string; at_ms: string }>(
+      db,
+      `SELECT term::text, vote::text, (extract(epoch FROM at) * 1000)::text AS at_ms FROM chaos_vote_audit WHERE node_id = $1 ORDER BY seq`,
+      [incarnation.nodeId],
+    );
+    state.audit = audit.map((a) => ({ term: Number(a.term), vote: Number(a.vote), at: Number(a.at_ms) }));
   } catch (error) {
     state.error = (error as Error).message;
   }
@@ -214,6 +221,12 @@ export interface ChaosChecks {
     problems: string[];
   };
   votes: { termsChecked: number; problems: string[] };
+  /**
+   * Learner incarnations (started empty to be added as learners): how many, the durable votes they
+   * stored before their promotion was asked for (a vote for another candidate is allowed: one whose
+   * configuration still lists the id as a voter may ask; for itself it is a campaign, a problem).
+   */
+  learners: { incarnations: number; votesForOthers: number; problems: string[] };
   electionSafety: string[];
   undecodable: number;
   /** How often each answer (HTTP status and code, or network error) was seen. */
@@ -259,6 +272,7 @@ export function runChecks(input: CheckInput): ChaosChecks {
     logAgreement: { committedIndex: 0, lowestFinalCommit: 0, incarnationsCompared: 0, fromShadowsOnly: 0, copiesCompared: 0, problems: [] },
     snapshots: { taken: 0, installed: 0, verified: 0, maxStoredEntries: 0, storedBound: storedEntriesBound(input.snapshotEvery, input.trailingEntries), problems: [] },
     votes: { termsChecked: 0, problems: [] },
+    learners: { incarnations: 0, votesForOthers: 0, problems: [] },
     electionSafety: [],
     undecodable: 0,
     statuses: {},
@@ -501,6 +515,24 @@ export function runChecks(input: CheckInput): ChaosChecks {
       last = a;
     }
     report.votes.termsChecked += terms.size;
+  }
+
+  // 6b. a learner never campaigned: no vote for itself stored before its promotion was asked for
+  for (const s of states) {
+    const learner = s.incarnation.learner;
+    if (!learner) continue;
+    report.learners.incarnations++;
+    const until = learner.promoteRequestedAt ?? Infinity;
+    for (const a of s.audit) {
+      if (a.vote === 0 || (a.at !== undefined && a.at >= until)) continue;
+      if (a.vote === s.incarnation.nodeId) {
+        report.learners.problems.push(
+          `${who(s)}: a learner voted for itself in term ${a.term}${a.at !== undefined ? ` ${((a.at - learner.since) / 1000).toFixed(2)} s after it was started to be added as a learner` : ''}${
+            learner.promoteRequestedAt === undefined ? ' (never promoted)' : `, ${((until - (a.at ?? 0)) / 1000).toFixed(2)} s before its promotion was asked for`
+          }`,
+        );
+      } else report.learners.votesForOthers++;
+    }
   }
 
   // 6. election safety

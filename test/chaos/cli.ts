@@ -40,6 +40,14 @@ if (c) {
       `largest final log ${sn.maxStoredEntries} entries${sn.storedBound ? ` (bound ${sn.storedBound})` : ''}; ${c.logAgreement.fromShadowsOnly} committed entries compacted everywhere, checked from the shadows; ${c.logAgreement.copiesCompared} copies of committed entries compared`,
   );
 }
+if (result.learners) {
+  const l = result.learners;
+  for (const line of l.lines) lines.push(`learner: ${line}`);
+  lines.push(
+    `learners: ${l.added} added, ${l.promoted} promoted, ${l.removed} removed; ${l.caughtUp} caught up (${l.viaSnapshot} empty ones through InstallSnapshot), the slowest in ${l.slowestCatchUpS.toFixed(2)} s; ` +
+      `${l.polls} /cluster answers of learners, ${l.problems.length} problems; ${l.incarnations} learner stores' vote audits checked (${l.votesForOthers} votes for other candidates)`,
+  );
+}
 if (result.rolling) {
   for (const r of result.rolling.restarts) lines.push(`restart: ${r}`);
   for (const s of result.rolling.stalls) lines.push(`stall: ${s}`);

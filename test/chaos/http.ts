@@ -23,7 +23,7 @@ export class HttpFailure extends Error {
   }
 }
 
-export function request(method: string, url: string, body: unknown, timeoutMs: number): Promise<HttpAnswer> {
+export function request(method: string, url: string, body: unknown, timeoutMs: number, headers: Record<string, string> = {}): Promise<HttpAnswer> {
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -41,7 +41,7 @@ export function request(method: string, url: string, body: unknown, timeoutMs: n
       {
         method,
         agent: false,
-        headers: { accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}) },
+        headers: { accept: 'application/json', ...headers, ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}) },
       },
       (res) => {
         const chunks: Buffer[] = [];

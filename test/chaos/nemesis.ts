@@ -9,6 +9,13 @@
  * - membership: every 8–12 s a member (the leader 40 % of the time) is removed, its store replaced by
  *   an empty one, restarted with no PEERS and added back (POST /cluster/members);
  * - links: every 1–3 s one directed link gets delay 75 ± 50 ms, drop, duplicate or blackhole for 1–4 s;
+ * - learner: 2–4 s after the start, then every 12–18 s, a voter (the leader 30 % of the time) is
+ *   removed, restarted with an empty store and added back as a learner (POST /cluster/learners); it
+ *   must catch up (through InstallSnapshot once the leader has compacted) within 30 s, and is then
+ *   promoted (POST /cluster/learners/:id/promote). In turn, the learner is removed (DELETE
+ *   /cluster/members/:id) once caught up; not removed; removed while it catches up — when removed, it
+ *   is added again with the store it has. Other faults may kill, pause or cut off the learner meanwhile.
+ *   Membership and learner changes take turns (one configuration change at a time).
  * - lag: every 6–12 s a follower is killed (or cut off from everyone: always with failpoints) and kept
  *   out until the leader's log starts past the follower's last stored entry (its snapshot and
  *   compaction, read from PostgreSQL; at most 20 s), so that it comes back through InstallSnapshot;
@@ -21,6 +28,29 @@ import type { PgServer } from './postgres.js';
 import { sleep } from './postgres.js';
 import type { LinkMode, Network } from './proxy.js';
 import type { Prng } from '../sim/prng.js';
+
+/** What the learner fault did, and what it saw wrong. */
+export interface LearnerReport {
+  /** Confirmed (200) additions of a learner, re-additions included. */
+  added: number;
+  /** Confirmed promotions to voter. */
+  promoted: number;
+  /** Confirmed removals of a learner. */
+  removed: number;
+  /** Additions after which the learner reached the leader's commit index (as of the addition) within the bound. */
+  caughtUp: number;
+  /** Of those, by an empty learner with a snapshot installed (its log starts past 0) while the leader had compacted. */
+  viaSnapshot: number;
+  /** The slowest catch-up (s). */
+  slowestCatchUpS: number;
+  /** One line per learner addition: how it went. */
+  lines: string[];
+  /** A learner that did not catch up within the bound; a promotion or removal never confirmed. */
+  problems: string[];
+}
+
+/** A learner must reach the leader's commit index within this long of its addition. */
+export const LEARNER_CATCH_UP_LIMIT_MS = 30_000;
 
 export interface FaultEvent {
   at: number;
@@ -38,6 +68,12 @@ export class Nemesis {
   private wake: Array<() => void> = [];
   private membershipTask: Promise<void> | undefined;
   private readonly paused = new Set<ChaosNode>();
+  readonly learners: LearnerReport = { added: 0, promoted: 0, removed: 0, caughtUp: 0, viaSnapshot: 0, slowestCatchUpS: 0, lines: [], problems: [] };
+  /** One configuration change at a time: membership and learner changes take turns. */
+  private configLock: Promise<void> = Promise.resolve();
+  private lastConfigEnd = 0;
+  private lastLearnerStart = 0;
+  private learnerCycles = 0;
 
   constructor(
     private readonly options: ChaosOptions,
@@ -78,6 +114,7 @@ export class Nemesis {
   start(): void {
     this.active = true;
     this.lastMembershipStart = this.now();
+    this.lastLearnerStart = this.now();
     const on = (k: FaultKind) => this.options.faults.includes(k);
     const loop = (stream: number, body: (rng: Prng) => Promise<void>) => {
       const rng = this.rng.fork(stream);
@@ -105,8 +142,15 @@ export class Nemesis {
     if (on('pause') && !fpRun) loop(3, (rng) => this.pauseOnce(rng));
     if (on('postgres') && !fpRun) loop(4, (rng) => this.postgresOnce(rng));
     if (on('membership')) loop(5, (rng) => this.membershipOnce(rng));
+    // Not with failpoints: their phases are tuned to the other faults (membership changes included).
+    if (this.learnersOn) loop(8, (rng) => this.learnerOnce(rng));
     if (on('links')) loop(6, (rng) => this.linksOnce(rng));
     if (on('lag') && this.options.unsafe !== 'async-commit') loop(7, (rng) => this.lagOnce(rng));
+  }
+
+  /** Whether this run has the learner fault (not with failpoints). */
+  get learnersOn(): boolean {
+    return this.options.faults.includes('learner') && !this.options.failpoints;
   }
 
   private candidates(): ChaosNode[] {
@@ -335,10 +379,29 @@ export class Nemesis {
     const gap = this.focused('during-config-change') || this.focused('after-snapshot-install') ? rng.uniform(1000, 2000) : rng.uniform(8000, 12000);
     if (!(await this.wait(Math.max(500, this.lastMembershipStart + gap - this.now())))) return;
     if (this.focused('after-snapshot-install') && this.cluster.list.some((n) => n.busy)) return; // a lag under way
-    this.lastMembershipStart = this.now();
-    this.membershipTask = this.removeAndReadd(rng);
-    await this.membershipTask;
-    this.membershipTask = undefined;
+    await this.withConfigLock(async () => {
+      // After a learner change, a little calm first (as the learner fault does after any change).
+      const calm = this.learnersOn ? this.lastConfigEnd + 2000 - this.now() : 0;
+      if (!this.active || (calm > 0 && !(await this.wait(calm)))) return;
+      this.lastMembershipStart = this.now();
+      this.membershipTask = this.removeAndReadd(rng);
+      await this.membershipTask;
+      this.membershipTask = undefined;
+    });
+  }
+
+  /** Runs `body` when no other configuration change (membership, learner) is under way. */
+  private async withConfigLock(body: () => Promise<void>): Promise<void> {
+    const before = this.configLock;
+    let release!: () => void;
+    this.configLock = new Promise<void>((resolve) => (release = resolve));
+    await before;
+    try {
+      await body();
+    } finally {
+      this.lastConfigEnd = this.now();
+      release();
+    }
   }
 
   /** Retries `attempt` until it succeeds; gives up when the faults have stopped for more than `graceMs`. */
@@ -384,7 +447,7 @@ export class Nemesis {
           const l = await this.leaderView();
           if (!l) return false;
           try {
-            const answer = await request('DELETE', `${this.cluster.node(l.nodeId).apiUrl}/cluster/members/${victimId}`, undefined, 12_000);
+            const answer = await request('DELETE', `${this.cluster.node(l.nodeId).apiUrl}/cluster/members/${victimId}`, undefined, 12_000, this.cluster.adminHeaders);
             return answer.status === 200;
           } catch {
             return false;
@@ -407,14 +470,220 @@ export class Nemesis {
     }
   }
 
+  private learnerTask: Promise<void> | undefined;
+  private learnerRetry = false;
+
+  private async learnerOnce(rng: Prng): Promise<void> {
+    // The first soon after the start (a short run gets one), then every 12–18 s from the previous start;
+    // one that found no leader (or no voter to spare) is tried again 0.5–1 s later.
+    const gap = this.learnerRetry ? rng.uniform(500, 1000) : this.learnerCycles === 0 ? rng.uniform(2000, 4000) : rng.uniform(12000, 18000);
+    if (!(await this.wait(Math.max(500, this.lastLearnerStart + gap - this.now())))) return;
+    await this.withConfigLock(async () => {
+      // A little calm after the previous configuration change (the cluster had one voter less during it).
+      const calm = this.lastConfigEnd + 2000 - this.now();
+      if (!this.active || (calm > 0 && !(await this.wait(calm)))) return;
+      const start = this.now();
+      const task = this.learnerCycle(rng);
+      this.learnerTask = task.then(() => undefined);
+      this.learnerRetry = !(await task);
+      this.learnerTask = undefined;
+      if (this.learnerRetry) return;
+      this.lastLearnerStart = start;
+      this.learnerCycles++;
+    });
+  }
+
+  /** One membership request to the leader (with the admin token); its answer, or undefined (no leader, no answer). */
+  private async configRequest(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown } | undefined> {
+    const l = await this.leaderView();
+    if (!l) return undefined;
+    try {
+      return await request(method, `${this.cluster.node(l.nodeId).apiUrl}${path}`, body, 12_000, this.cluster.adminHeaders);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * A voter out, back in empty as a learner, caught up, (perhaps removed as a learner and added again
+   * with its store,) promoted: see the file comment.
+   */
+  private async learnerCycle(rng: Prng): Promise<boolean> {
+    // Every choice drawn first, so that the seed fixes them whatever the timing.
+    const leaderFirst = rng.chance(0.3);
+    const pick = rng.next();
+    // In turn, so that even a short run (one change) sees a learner added, caught up, removed and
+    // promoted: removed once caught up (and added again), not removed, removed while catching up.
+    const removal = (['caught-up', 'none', 'catching-up'] as const)[this.learnerCycles % 3]!;
+    const removeAfterMs = rng.uniform(0, 1500);
+    const readdAfterMs = rng.uniform(500, 2000);
+    const leader = await this.waitForLeader(5_000);
+    if (!leader) {
+      if (this.options.verbose) this.log('learner: no leader for 5 s, tried again soon');
+      return false;
+    }
+    const missing = this.cluster.list.filter((n) => !leader.members.some((m) => m.id === n.id));
+    if (missing.length > 0) {
+      // A node left out (or left a learner) by an earlier change that did not finish: bring it back first.
+      for (const node of missing) await this.readd(node, 30_000);
+      return false;
+    }
+    if (leader.members.length < 2) return false;
+    const others = leader.members.map((m) => m.id).filter((id) => id !== leader.nodeId && !this.cluster.nodes.get(id)?.busy);
+    const victimId = leaderFirst || others.length === 0 ? leader.nodeId : others[Math.min(others.length - 1, Math.floor(pick * others.length))]!;
+    const victim = this.cluster.node(victimId);
+    if (victim.busy) return false;
+    const e = this.event(
+      'learner',
+      `remove ${victimId}${victimId === leader.nodeId ? ' (the leader)' : ''}, add it back empty as a learner${
+        removal === 'none' ? '' : `, remove the learner ${removal === 'catching-up' ? 'while it catches up' : 'once caught up'} and add it again with its store`
+      }, promote it`,
+    );
+    victim.busy = true;
+    this.resumeIfPaused(victim);
+    try {
+      // Wipe the store only once C_new without it is committed (a 200 from the leader says so).
+      const out = await this.retry(`remove ${victimId}`, async () => (await this.configRequest('DELETE', `/cluster/members/${victimId}`))?.status === 200, 30_000);
+      if (!out) {
+        e.detail += ' — removal not confirmed, store kept';
+        return true;
+      }
+      if (this.options.verbose) this.log(`learner: ${victimId} removed (C_new committed); restarting it with an empty store`);
+      await this.cluster.restartEmpty(victim, true);
+      // From here the other faults may kill, pause or cut off the learner like any node.
+      victim.busy = false;
+      let added = await this.addLearner(victim);
+      if (!added) {
+        e.detail += ' — learner addition not confirmed';
+        return true;
+      }
+      if (removal !== 'none') {
+        if (removal === 'caught-up') await this.catchUp(victim, added, 'empty store');
+        else await sleep(removeAfterMs);
+        const seen = await this.cluster.status(victim, 700);
+        const gone = await this.retry(`remove learner ${victimId}`, async () => (await this.configRequest('DELETE', `/cluster/members/${victimId}`))?.status === 200, 60_000);
+        if (this.options.verbose) this.log(`learner: ${victimId} ${gone ? 'removed as a learner' : 'NOT removed as a learner'}`);
+        if (!gone) {
+          e.detail += ' — learner removal not confirmed';
+          this.learners.lines.push(`node ${victimId} (incarnation ${victim.current.number}): its removal as a learner was not confirmed within 60 s`);
+        } else {
+          this.learners.removed++;
+          if (removal === 'catching-up') {
+            this.learners.lines.push(
+              `node ${victimId} (incarnation ${victim.current.number}, empty store): added as a learner at ${(added.at / 1000).toFixed(1)} s and removed ${((this.now() - added.at) / 1000).toFixed(1)} s later while catching up (${seen ? `commit ${seen.commitIndex} of ${added.target}` : 'not answering'})`,
+            );
+          }
+        }
+        await sleep(readdAfterMs);
+        added = await this.addLearner(victim);
+        if (!added) {
+          e.detail += ' — learner re-addition not confirmed';
+          return true;
+        }
+        await this.catchUp(victim, added, 'its own store');
+      } else await this.catchUp(victim, added, 'empty store');
+      this.cluster.endLearnerPhase(victim);
+      const promoted = await this.retry(
+        `promote ${victimId}`,
+        async () => {
+          const l = await this.leaderView();
+          if (!l) return false;
+          // Promoted already by an attempt whose answer was lost (or the change is under way): the same
+          // voter set answers 200 once committed. Neither voter nor learner: added as a voter.
+          const asLearner = l.learners?.some((m) => m.id === victimId) ?? true;
+          const path = asLearner ? `/cluster/learners/${victimId}/promote` : '/cluster/members';
+          try {
+            const answer = await request('POST', `${this.cluster.node(l.nodeId).apiUrl}${path}`, asLearner ? undefined : { id: victimId, url: victim.peerUrl }, 12_000, this.cluster.adminHeaders);
+            return answer.status === 200;
+          } catch {
+            return false;
+          }
+        },
+        60_000,
+      );
+      if (this.options.verbose) this.log(`learner: ${victimId} ${promoted ? 'promoted' : 'NOT promoted'}`);
+      if (promoted) {
+        this.learners.promoted++;
+        e.detail += ' — promoted';
+      } else e.detail += ' — promotion not confirmed';
+      return true;
+    } finally {
+      victim.busy = false;
+      e.end = this.now();
+    }
+  }
+
+  /**
+   * Adds `node` as a learner (running with an empty or its own store); resolves, once confirmed, with
+   * the mark it must reach: the leader's commit index then (it includes the entry that added it).
+   */
+  private async addLearner(node: ChaosNode): Promise<{ at: number; target: number; leaderId: number; leaderLogStart: number } | undefined> {
+    node.wanted = true;
+    let before: ClusterView | undefined;
+    const ok = await this.retry(
+      `add learner ${node.id}`,
+      async () => {
+        before = (await this.leaderView()) ?? before;
+        return (await this.configRequest('POST', '/cluster/learners', { id: node.id, url: node.peerUrl }))?.status === 200;
+      },
+      60_000,
+    );
+    if (!ok) return undefined;
+    this.learners.added++;
+    if (this.options.verbose) this.log(`learner: ${node.id} added as a learner`);
+    const at = this.now();
+    let l: ClusterView | undefined;
+    for (const until = at + 10_000; !l && this.now() < until; ) {
+      l = await this.leaderView();
+      if (!l) await sleep(100);
+    }
+    l ??= before;
+    return { at, target: l?.commitIndex ?? 0, leaderId: l?.nodeId ?? 0, leaderLogStart: l?.logStartIndex ?? 0 };
+  }
+
+  /** Waits until the learner `node` reaches `added.target` (at most LEARNER_CATCH_UP_LIMIT_MS from its addition); records how. */
+  private async catchUp(node: ChaosNode, added: { at: number; target: number; leaderId: number; leaderLogStart: number }, store: 'empty store' | 'its own store'): Promise<boolean> {
+    const deadline = added.at + LEARNER_CATCH_UP_LIMIT_MS;
+    const who = `node ${node.id} (incarnation ${node.current.number}, ${store})`;
+    const mark = `commit index ${added.target} (leader ${added.leaderId}'s at the addition, its log starting after ${added.leaderLogStart})`;
+    let last: ClusterView | undefined;
+    for (;;) {
+      const v = node.running && !node.paused ? await this.cluster.status(node, 700) : undefined;
+      if (v && v.pid === node.child?.pid) {
+        last = v;
+        if (v.commitIndex >= added.target) {
+          const s = (this.now() - added.at) / 1000;
+          this.learners.caughtUp++;
+          this.learners.slowestCatchUpS = Math.max(this.learners.slowestCatchUpS, s);
+          const installed = store === 'empty store' && ((v.logStartIndex ?? 0) > 0 || (v.snapshotIndex ?? 0) > 0);
+          if (installed && added.leaderLogStart > 0) this.learners.viaSnapshot++;
+          if (this.options.verbose) this.log(`learner: ${node.id} caught up in ${s.toFixed(2)} s (commit ${v.commitIndex} ≥ ${added.target}, log start ${v.logStartIndex ?? '?'})`);
+          this.learners.lines.push(
+            `${who}: added as a learner at ${(added.at / 1000).toFixed(1)} s, reached ${mark} ${s.toFixed(2)} s later: commit ${v.commitIndex}, applied ${v.appliedIndex ?? '?'}, its log starting after ${v.logStartIndex ?? '?'}${installed ? ' (InstallSnapshot)' : ''}; role ${v.role}`,
+          );
+          return true;
+        }
+      }
+      if (this.now() >= deadline) break;
+      await sleep(100);
+    }
+    const problem = `learner ${who} did not reach ${mark} within ${LEARNER_CATCH_UP_LIMIT_MS / 1000} s of its addition; last seen: ${
+      last ? `${last.role} term ${last.term} leader ${last.leaderId} commit ${last.commitIndex} log start ${last.logStartIndex ?? '?'}` : 'no answer'
+    }`;
+    this.learners.problems.push(problem);
+    this.learners.lines.push(problem);
+    return false;
+  }
+
   private resumeIfPaused(node: ChaosNode): void {
     if (node.paused) this.cluster.resume(node);
     this.paused.delete(node);
   }
 
-  /** Adds `node` (running with an empty or its own store) back to the cluster. */
+  /** Adds `node` (running with an empty or its own store) back to the cluster (a learner named here is promoted). */
   private async readd(node: ChaosNode, limitMs: number): Promise<boolean> {
     node.wanted = true;
+    this.cluster.endLearnerPhase(node);
     return this.retry(
       `re-add ${node.id}`,
       async () => {
@@ -423,7 +692,7 @@ export class Nemesis {
         if (!l) return false;
         // Already in? The same-set change then answers 200 only once that configuration is committed.
         try {
-          const answer = await request('POST', `${this.cluster.node(l.nodeId).apiUrl}/cluster/members`, { id: node.id, url: node.peerUrl }, 12_000);
+          const answer = await request('POST', `${this.cluster.node(l.nodeId).apiUrl}/cluster/members`, { id: node.id, url: node.peerUrl }, 12_000, this.cluster.adminHeaders);
           return answer.status === 200;
         } catch {
           return false;
@@ -449,6 +718,7 @@ export class Nemesis {
   async settle(): Promise<void> {
     await Promise.all(this.loops);
     if (this.membershipTask) await this.membershipTask;
+    if (this.learnerTask) await this.learnerTask;
     for (const node of this.cluster.list) if (!node.busy) node.wanted = true;
     // Anyone still outside the configuration (a change that gave up) goes back in.
     for (let round = 0; round < 3; round++) {

@@ -24,6 +24,8 @@ export interface ClusterView {
   leaderId: number;
   commitIndex: number;
   members: { id: number; url?: string }[];
+  /** The learners (non-voting members) of the node's configuration; newer samples answer it. */
+  learners?: { id: number; url?: string }[];
   /** Newer samples also answer these. */
   appliedIndex?: number;
   lastIndex?: number;
@@ -39,6 +41,8 @@ export interface SampleSupport {
   snapshotEvery: boolean;
   /** SNAPSHOT_TRAILING_ENTRIES (entries kept before a snapshot) */
   snapshotTrailing: boolean;
+  /** ADMIN_TOKEN (membership changes need `authorization: Bearer <token>` when it is set) */
+  adminToken: boolean;
   unsafeAsyncCommit?: string;
 }
 
@@ -57,6 +61,7 @@ export function detectSampleSupport(root: string): SampleSupport {
     clusterSecret: /\bRAFT_CLUSTER_SECRET\b/.test(text),
     snapshotEvery: /\bSNAPSHOT_EVERY\b/.test(text),
     snapshotTrailing: /\bSNAPSHOT_TRAILING_ENTRIES\b/.test(text),
+    adminToken: /\bADMIN_TOKEN\b/.test(text),
     ...(unsafe ? { unsafeAsyncCommit: unsafe } : {}),
   };
 }
@@ -68,6 +73,12 @@ export interface Incarnation {
   database: string;
   /** Highest commit index the node reported while this incarnation ran. */
   maxCommitSeen: number;
+  /**
+   * Started empty to be added as a learner (the learner fault): from `since` (wall clock, ms) until
+   * the harness first asked for its promotion (`promoteRequestedAt`; never: a learner to the end) no
+   * configuration makes it a voter, so it must never campaign or lead.
+   */
+  learner?: { since: number; promoteRequestedAt?: number };
 }
 
 export interface NodeExit {
@@ -175,13 +186,37 @@ export class ChaosCluster {
     }
   }
 
-  private async newIncarnation(node: ChaosNode): Promise<void> {
+  private async newIncarnation(node: ChaosNode, learner = false): Promise<void> {
     const number = node.incarnations.length;
     const database = `${this.runId}_n${node.id}_i${number}`;
     await this.pg.createNodeDatabase(database);
     node.incarnation = number;
-    node.incarnations.push({ nodeId: node.id, number, database, maxCommitSeen: 0 });
+    node.incarnations.push({ nodeId: node.id, number, database, maxCommitSeen: 0, ...(learner ? { learner: { since: Date.now() } } : {}) });
   }
+
+  /** The token every node gets as ADMIN_TOKEN (where the sample has it): membership changes must carry it. */
+  get adminToken(): string | undefined {
+    return this.support.adminToken ? `chaos-admin-${this.runId}` : undefined;
+  }
+
+  /** Headers of a membership request (POST/DELETE /cluster/members, /cluster/learners…). */
+  get adminHeaders(): Record<string, string> {
+    const token = this.adminToken;
+    return token ? { authorization: `Bearer ${token}` } : {};
+  }
+
+  /** The harness no longer holds `node`'s current incarnation for a learner: its promotion is asked for now. */
+  endLearnerPhase(node: ChaosNode): void {
+    const l = node.current.learner;
+    if (l && l.promoteRequestedAt === undefined) l.promoteRequestedAt = Date.now();
+  }
+
+  /**
+   * What the polls saw of learners: a learner (by its own configuration, or by the harness's: added as
+   * one and its promotion not asked for yet) must never report the role leader, candidate or
+   * pre-candidate. `polls` counts the /cluster answers of learners (so a pass is not vacuous).
+   */
+  readonly learnerPolls = { polls: 0, violations: [] as string[] };
 
   get list(): ChaosNode[] {
     return [...this.nodes.values()];
@@ -297,7 +332,7 @@ export class ChaosCluster {
     node.killedByUs = false;
     node.pendingFailpoint = undefined;
     const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('RAFT_') && k !== 'NODE_OPTIONS') env[k] = v;
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('RAFT_') && k !== 'NODE_OPTIONS' && k !== 'ADMIN_TOKEN') env[k] = v;
     Object.assign(env, {
       NODE_ID: String(node.id),
       HOST: '127.0.0.1',
@@ -312,6 +347,7 @@ export class ChaosCluster {
     if (node.incarnation === 0) env.PEERS = this.peersEnv();
     if (this.support.rpcPort) env.RPC_PORT = String(node.rpcPort);
     if (this.support.clusterSecret) env.RAFT_CLUSTER_SECRET = `chaos-secret-${this.runId}`;
+    if (this.adminToken) env.ADMIN_TOKEN = this.adminToken;
     if (this.support.snapshotEvery && this.options.snapshotEvery !== undefined) env.SNAPSHOT_EVERY = String(this.options.snapshotEvery);
     if (this.support.snapshotTrailing && this.options.snapshotTrailing !== undefined) env.SNAPSHOT_TRAILING_ENTRIES = String(this.options.snapshotTrailing);
     if (this.options.unsafe === 'async-commit' && this.support.unsafeAsyncCommit) env[this.support.unsafeAsyncCommit] = '1';
@@ -404,8 +440,8 @@ export class ChaosCluster {
     node.paused = false;
   }
 
-  /** Kills the node, gives it an empty store (a new database), and starts it with no PEERS. */
-  async restartEmpty(node: ChaosNode): Promise<void> {
+  /** Kills the node, gives it an empty store (a new database), and starts it with no PEERS; `learner`: to be added as a learner. */
+  async restartEmpty(node: ChaosNode, learner = false): Promise<void> {
     node.wanted = false;
     while (node.spawning) await sleep(10);
     const child = node.child;
@@ -413,7 +449,7 @@ export class ChaosCluster {
       this.kill(node);
       await new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())));
     }
-    await this.newIncarnation(node);
+    await this.newIncarnation(node, learner);
     await this.start(node);
   }
 
@@ -430,6 +466,7 @@ export class ChaosCluster {
       node.silent = false;
       node.lastView = view;
       if (view.commitIndex > node.current.maxCommitSeen && view.pid === node.child?.pid) node.current.maxCommitSeen = view.commitIndex;
+      if (view.pid === node.child?.pid) this.watchLearner(node, view);
       if (view.role === 'leader') {
         let set = this.leadersByTerm.get(view.term);
         if (!set) this.leadersByTerm.set(view.term, (set = new Set()));
@@ -442,6 +479,21 @@ export class ChaosCluster {
         this.timeline.push({ at: this.hooks.now(), node: node.id, what: `no answer to /cluster within ${timeoutMs} ms (${(error as Error).message.slice(0, 60)})` });
       }
       return undefined;
+    }
+  }
+
+  private watchLearner(node: ChaosNode, view: ClusterView): void {
+    const own = view.learners?.some((m) => m.id === view.nodeId) ?? false;
+    const inc = node.current;
+    const held = inc.learner !== undefined && inc.learner.promoteRequestedAt === undefined;
+    if (!own && !held) return;
+    this.learnerPolls.polls++;
+    if (view.role === 'leader' || view.role === 'candidate' || view.role === 'pre-candidate') {
+      this.learnerPolls.violations.push(
+        `at ${(this.hooks.now() / 1000).toFixed(2)} s node ${node.id} (incarnation ${inc.number}, pid ${view.pid}) reported role ${view.role} in term ${view.term} while ${
+          own ? 'its own configuration lists it as a learner' : 'a learner (added as one, its promotion not asked for yet)'
+        }`,
+      );
     }
   }
 

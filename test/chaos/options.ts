@@ -2,9 +2,9 @@
  * Options of a chaos run (`npm run chaos -- --help` prints them).
  */
 export type UnsafeMode = 'ack-before-persist' | 'async-commit';
-export type FaultKind = 'kill' | 'partition' | 'pause' | 'postgres' | 'membership' | 'links' | 'lag';
+export type FaultKind = 'kill' | 'partition' | 'pause' | 'postgres' | 'membership' | 'learner' | 'links' | 'lag';
 
-export const ALL_FAULTS: readonly FaultKind[] = ['kill', 'partition', 'pause', 'postgres', 'membership', 'links', 'lag'];
+export const ALL_FAULTS: readonly FaultKind[] = ['kill', 'partition', 'pause', 'postgres', 'membership', 'learner', 'links', 'lag'];
 
 export const FAILPOINT_NAMES = [
   'after-vote-persist',
@@ -112,7 +112,7 @@ export const USAGE = `usage: npm run chaos -- [options]
   --nodes N                cluster size (default 3)
   --clients N              concurrent clients (default 10)
   --keys N                 keys (default 20)
-  --faults a,b,…           ${ALL_FAULTS.join(',')} (default: all)
+  --faults a,b,…           ${ALL_FAULTS.join(',')} (default: all; learner is left out with --failpoints)
   --unsafe MODE            negative control, must FAIL:
                              ack-before-persist  the proxies acknowledge AppendEntries for the follower before it has stored them
                              async-commit        PostgreSQL with synchronous_commit=off, stopped with -m immediate

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { Prng } from '../sim/prng.js';
 import { readStoredState, runChecks, type ChaosChecks } from './checks.js';
 import { CLUSTER_ID } from './nodes.js';
-import { Nemesis, type FaultEvent } from './nemesis.js';
+import { Nemesis, type FaultEvent, type LearnerReport } from './nemesis.js';
 import { ChaosCluster, detectSampleSupport, type ClusterView, type SampleSupport } from './nodes.js';
 import { RAFT_DEFAULTS } from '../../lib/node/options.js';
 import { FAILPOINT_NAMES, type ChaosOptions, type FailpointName } from './options.js';
@@ -41,7 +41,21 @@ export interface ChaosResult {
   wallS: number;
   /** The rolling-restart phase, when there was one. */
   rolling?: RollingReport;
+  /** The learner fault, when it was on. */
+  learners?: LearnerSummary;
 }
+
+/** What the learner fault did (counts, one line per addition) and every learner verdict's problems. */
+export interface LearnerSummary extends LearnerReport {
+  /** /cluster answers of nodes while they were learners (none may say leader, candidate or pre-candidate). */
+  polls: number;
+  /** Learner incarnations whose vote audit was checked, and the votes they gave other candidates (allowed). */
+  incarnations: number;
+  votesForOthers: number;
+}
+
+/** The final reads (every key, once the workload stopped) take at most this long in all. */
+export const FINAL_READS_LIMIT_MS = 60_000;
 
 export interface RollingReport {
   rounds: number;
@@ -152,6 +166,7 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
   let commitBeforeFinalReads = 0;
   let finalViews: ClusterView[] = [];
   let rolling: RollingReport | undefined;
+  let learners: LearnerSummary | undefined;
   let stallWatch: NodeJS.Timeout | undefined;
   try {
     const command = options.tsx ? [process.execPath, '--import', 'tsx', join(ROOT, 'sample', 'src', 'main.ts')] : await buildSample(runDir);
@@ -389,15 +404,36 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
     else failures.push(`not every node was back in the cluster and caught up within 30 s of settling (members: ${(await c.leader())?.members.map((m) => m.id).join(',') ?? 'no leader'})`);
     const leaderNow = await c.leader();
     commitBeforeFinalReads = leaderNow?.commitIndex ?? 0;
+    // At most FINAL_READS_LIMIT_MS in all: a wedged cluster fails the run here rather than hang it
+    // (up to 5 tries of 12 s per key would be 20 minutes).
+    const readsStart = now();
+    const readsDeadline = readsStart + FINAL_READS_LIMIT_MS;
+    const notTried: string[] = [];
     for (let k = 0; k < options.keys; k++) {
       const key = keyName(k);
       let read: RecordedOp | undefined;
       for (let attempt = 0; attempt < 5 && read?.outcome !== 'ok'; attempt++) {
-        const l = (await c.leader()) ?? leaderNow;
+        const left = readsDeadline - now();
+        if (left < 100) break;
+        const l = (await c.leader(Math.min(800, left))) ?? leaderNow;
         const target = l ? c.node(l.nodeId) : c.list[0]!;
-        read = await w.single(0, { id: target.id, url: target.apiUrl }, 'read', key);
+        read = await w.single(0, { id: target.id, url: target.apiUrl }, 'read', key, undefined, Math.max(100, Math.min(options.clientTimeoutMs, readsDeadline - now())));
       }
-      finalReads.set(key, read!);
+      if (read) finalReads.set(key, read);
+      else notTried.push(key);
+    }
+    const unanswered = [...finalReads].filter(([, r]) => r.outcome !== 'ok');
+    if (now() >= readsDeadline - 100 && (notTried.length > 0 || unanswered.length > 0)) {
+      const views = await Promise.all(c.list.map(async (n) => ({ n, v: await c.status(n, 1_000) })));
+      failures.push(
+        `final reads: gave up after ${((now() - readsStart) / 1000).toFixed(1)} s (the limit is ${FINAL_READS_LIMIT_MS / 1000} s in all): ` +
+          `${options.keys - notTried.length - unanswered.length} of ${options.keys} keys read, ${unanswered.length} unanswered (${unanswered
+            .slice(0, 5)
+            .map(([k, r]) => `${k}: ${r.status}`)
+            .join(', ')}), ${notTried.length} not tried — the cluster looks wedged; nodes now: ${views
+            .map(({ n, v }) => `${n.id} ${v ? `${v.role} term ${v.term} leader ${v.leaderId} commit ${v.commitIndex}` : n.running ? 'no answer' : 'down'}`)
+            .join('; ')}`,
+      );
     }
     // Quiesce: every member has the leader's commit index, twice in a row.
     await waitFor(async () => {
@@ -442,6 +478,20 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
     if (checks.logAgreement.problems.length) failures.push(`committed logs disagree: ${checks.logAgreement.problems.slice(0, 3).join('; ')}`);
     if (checks.votes.problems.length) failures.push(`vote safety: ${checks.votes.problems.slice(0, 3).join('; ')}`);
     if (checks.electionSafety.length) failures.push(`two leaders in one term: ${checks.electionSafety.slice(0, 3).join('; ')}`);
+    if (nem.learnersOn) {
+      const lr = nem.learners;
+      const polls = c.learnerPolls;
+      learners = {
+        ...lr,
+        problems: [...lr.problems, ...polls.violations, ...checks.learners.problems],
+        polls: polls.polls,
+        incarnations: checks.learners.incarnations,
+        votesForOthers: checks.learners.votesForOthers,
+      };
+      if (lr.problems.length) failures.push(`learners did not catch up: ${lr.problems.slice(0, 3).join('; ')}`);
+      if (polls.violations.length) failures.push(`a learner campaigned or led: ${polls.violations.slice(0, 3).join('; ')}`);
+      if (checks.learners.problems.length) failures.push(`a learner campaigned: ${checks.learners.problems.slice(0, 3).join('; ')}`);
+    }
     if (checks.undecodable) failures.push(`${checks.undecodable} committed commands could not be decoded`);
     if (checks.snapshots.problems.length) failures.push(`snapshots: ${checks.snapshots.problems.slice(0, 3).join('; ')}`);
     // (A run that committed little may take none: only one that committed twice SNAPSHOT_EVERY must.)
@@ -474,7 +524,8 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
   const duplicated = checks?.duplicates.length ?? 0;
   const snaps = checks ? `, snapshots ${checks.snapshots.taken} taken/${checks.snapshots.installed} installed` : '';
   const rr = rolling ? `, rolling restarts: ${rolling.failed} failed requests (${rolling.refused} refused, rerouted)` : '';
-  const summary = `chaos: ${ops} ops, ${lost} lost, ${duplicated} duplicated, linearizable: ${checks?.linearizable ? 'yes' : 'no'}${snaps}, recovered in ${recoveredInS !== undefined ? recoveredInS.toFixed(2) : 'never'} s${rr}`;
+  const lrn = nemesis?.learnersOn ? `, learners ${nemesis.learners.added} added/${nemesis.learners.promoted} promoted/${nemesis.learners.removed} removed` : '';
+  const summary = `chaos: ${ops} ops, ${lost} lost, ${duplicated} duplicated, linearizable: ${checks?.linearizable ? 'yes' : 'no'}${snaps}${lrn}, recovered in ${recoveredInS !== undefined ? recoveredInS.toFixed(2) : 'never'} s${rr}`;
   const result: ChaosResult = {
     ok: failures.length === 0,
     seed: options.seed,
@@ -493,6 +544,7 @@ export async function runChaos(options: ChaosOptions, hooks: RunHooks = {}): Pro
     summary,
     wallS: (Date.now() - wallStart) / 1000,
     ...(rolling ? { rolling } : {}),
+    ...(learners ? { learners } : nemesis?.learnersOn ? { learners: { ...nemesis.learners, polls: cluster?.learnerPolls.polls ?? 0, incarnations: 0, votesForOthers: 0 } } : {}),
   };
   if (!result.ok || options.save) {
     const dir = resolve(ROOT, options.historyDir, `${new Date().toISOString().replace(/[:.]/g, '-')}-seed${options.seed}${options.unsafe ? `-unsafe-${options.unsafe}` : ''}${options.failpoints ? '-failpoints' : ''}`);

@@ -113,13 +113,13 @@ export class Workload {
   }
 
   /** Runs one operation and records it; returns the record. */
-  private async run(op: Omit<RecordedOp, 'id' | 'invoke' | 'complete' | 'outcome' | 'status'>, method: string, url: string, body: unknown): Promise<RecordedOp> {
+  private async run(op: Omit<RecordedOp, 'id' | 'invoke' | 'complete' | 'outcome' | 'status'>, method: string, url: string, body: unknown, timeoutMs = this.options.timeoutMs): Promise<RecordedOp> {
     const record: RecordedOp = { ...op, id: this.nextId++, invoke: this.options.now(), complete: Infinity, outcome: 'unknown', status: '' };
     this.history.push(record);
     this.inflight++;
     this.inFlight.add(record);
     try {
-      const answer = await request(method, url, body, this.options.timeoutMs);
+      const answer = await request(method, url, body, timeoutMs);
       const complete = this.options.now();
       record.status = String(answer.status);
       const payload = answer.body as Record<string, unknown> | undefined;
@@ -157,8 +157,8 @@ export class Workload {
     return record;
   }
 
-  private async read(clientId: number, target: { id: number; url: string }, key: string, known: Map<string, string | null>): Promise<RecordedOp> {
-    const r = await this.run({ clientId, key, kind: 'read', node: target.id }, 'GET', `${target.url}/kv/${key}`, undefined);
+  private async read(clientId: number, target: { id: number; url: string }, key: string, known: Map<string, string | null>, timeoutMs?: number): Promise<RecordedOp> {
+    const r = await this.run({ clientId, key, kind: 'read', node: target.id }, 'GET', `${target.url}/kv/${key}`, undefined, timeoutMs);
     if (r.outcome === 'ok') known.set(key, r.result as string | null);
     return r;
   }
@@ -184,9 +184,9 @@ export class Workload {
     return r;
   }
 
-  /** One operation outside the client loops (the recovery probe, the final reads). */
-  single(clientId: number, target: { id: number; url: string }, kind: 'read' | 'write', key: string, value?: string): Promise<RecordedOp> {
-    if (kind === 'read') return this.read(clientId, target, key, new Map());
+  /** One operation outside the client loops (the recovery probe, the final reads); `timeoutMs` instead of the clients' timeout. */
+  single(clientId: number, target: { id: number; url: string }, kind: 'read' | 'write', key: string, value?: string, timeoutMs?: number): Promise<RecordedOp> {
+    if (kind === 'read') return this.read(clientId, target, key, new Map(), timeoutMs);
     return this.write(clientId, target, key, value!, new Map());
   }
 }

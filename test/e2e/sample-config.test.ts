@@ -17,4 +17,10 @@ describe("the sample's configuration from the environment", () => {
       expect(() => loadConfig({ NODE_ID: '1', SNAPSHOT_EVERY: bad })).toThrow(/^SNAPSHOT_EVERY must be a non-negative integer/);
     }
   });
+
+  it('reads the AppendEntries encoding, and refuses any other', () => {
+    expect(loadConfig({ NODE_ID: '1', APPEND_ENTRIES_ENCODING: 'json' }).appendEntriesEncoding).toBe('json');
+    expect(loadConfig({ NODE_ID: '1' }).appendEntriesEncoding).toBeUndefined();
+    expect(() => loadConfig({ NODE_ID: '1', APPEND_ENTRIES_ENCODING: 'xml' })).toThrow(/^APPEND_ENTRIES_ENCODING must be binary or json/);
+  });
 });

@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createRaftRequestSigner } from '../../lib/transport/auth.js';
-import { TIMEOUT_HEADER, TO_HEADER, encodeCommandBatch } from '../../lib/transport/wire.js';
+import { RAFT_APPEND_ENTRIES_BINARY_CONTENT_TYPE, TIMEOUT_HEADER, TO_HEADER, encodeAppendEntriesBinary, encodeCommandBatch } from '../../lib/transport/wire.js';
 import type { FuzzNode } from './cluster.js';
 import type { FuzzRandom } from './prng.js';
 
@@ -423,6 +423,44 @@ const signedMalformedBatch: Generator = (rng, ctx) => {
   return { kind: `rpc/commands-${mutation}`, url, method: 'POST', headers: signed(ctx, url, body, { sender, to: node.id }, 'application/octet-stream'), body, localAddress: SIGNED_SOURCE, expect: [400] };
 };
 
+/** A signed binary AppendEntries whose framing or content is certainly invalid: 400, nothing changes. */
+const signedMalformedBinaryAppend: Generator = (rng, ctx) => {
+  const { node, sender } = target(rng, ctx);
+  const term = Math.max(1, ctx.term + rng.between(0, 3));
+  const good = encodeAppendEntriesBinary({
+    type: 'AppendEntries', from: sender, to: node.id, term, prevLogIndex: 0, prevLogTerm: 0, leaderCommit: 0,
+    entries: [{ index: 1, term, type: 'command', command: A_COMMAND }],
+  });
+  const patched = (at: number, bytes: number[]) => {
+    const out = Buffer.from(good);
+    out.set(bytes, at);
+    return out;
+  };
+  const mutations: [string, () => Buffer][] = [
+    ['truncated', () => good.subarray(0, rng.between(0, good.length - 1))],
+    ['trailing bytes', () => Buffer.concat([good, rng.bytes(rng.between(1, 16))])],
+    ['unknown version', () => patched(0, [rng.between(2, 255)])],
+    ['unsafe number', () => patched(1 + 8 * rng.between(0, 4), [0xff, 0xff, 0xff, 0xff])],
+    ['huge count', () => patched(41, [0xff, 0xff, 0xff, 0xff])],
+    ['unknown entry type', () => patched(45 + 8, [rng.between(3, 255)])],
+    ['command past the end', () => patched(45 + 9, [0x7f, 0, 0, 0])],
+    ['own id as leader', () => patched(9, [0, 0, 0, 0, 0, 0, Math.floor(node.id / 256) % 256, node.id % 256])],
+    ['entry term above term', () => patched(45, [0, 0, 0, 0, 0, 0x10, 0, 0])],
+  ];
+  const [mutation, make] = rng.pick(mutations);
+  const body = make();
+  const url = `${node.rpcUrl}/raft/appendentries`;
+  return {
+    kind: `rpc/binary-append-${mutation}`,
+    url,
+    method: 'POST',
+    headers: signed(ctx, url, body, { sender, to: node.id }, RAFT_APPEND_ENTRIES_BINARY_CONTENT_TYPE),
+    body,
+    localAddress: SIGNED_SOURCE,
+    expect: [400],
+  };
+};
+
 const signedOversized: Generator = (rng, ctx) => {
   const { node, sender } = target(rng, ctx);
   const route = rng.pick(POST_ROUTES);
@@ -578,6 +616,7 @@ export const GENERATORS: ReadonlyArray<readonly [number, Generator]> = [
   [3, wrongAddressee],
   [18, signedMalformedBody],
   [3, signedMalformedBatch],
+  [3, signedMalformedBinaryAppend],
   [3, signedOversized],
   [2, signedWrongContentType],
   [2, signedBadTimeout],

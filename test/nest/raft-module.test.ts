@@ -155,6 +155,7 @@ describe('RaftModule', () => {
       [{ peers: [{ id: 1, url: 'not a url' }] }, 'peers[0].url'],
       [{ electionTimeoutMs: -1 }, 'electionTimeoutMs'],
       [{ stateMachine: undefined as never }, 'stateMachine'],
+      [{ appendEntriesEncoding: 'protobuf' as never }, 'appendEntriesEncoding'],
     ];
     for (const [override, field] of cases) {
       @Module({ imports: [RaftModule.forRoot({ nodeId: 1, peers: [{ id: 1, url: 'http://127.0.0.1:1' }], stateMachine: () => null, storage: new MemoryStorage(), ...override })] })

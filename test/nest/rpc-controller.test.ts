@@ -14,6 +14,7 @@ import { DEFAULT_RPC_LIMITS, RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, type RaftRpcLimi
 import { CommandTimeoutError, LeadershipLostError, NodeStoppedError } from '../../lib/node/errors.js';
 import { HttpTransport } from '../../lib/transport/http-transport.js';
 import type { RaftMember, RaftRpcHandler, RpcOptions } from '../../lib/transport/transport.js';
+import { RAFT_APPEND_ENTRIES_BINARY_CONTENT_TYPE, encodeAppendEntries, encodeAppendEntriesBinary } from '../../lib/transport/wire.js';
 
 const HOST = '127.0.0.3';
 const SELF = 2;
@@ -246,6 +247,77 @@ describe('POST /raft/appendentries', () => {
       expect(handler.calls).toEqual([]);
     });
   }
+
+  it('accepts the binary AppendEntries body: the same request as its JSON twin', async () => {
+    const { url, handler } = await startApp();
+    const request: AppendEntriesRequest = {
+      type: 'AppendEntries', from: 1, to: SELF, term: 3, prevLogIndex: 4, prevLogTerm: 2, leaderCommit: 4,
+      entries: [
+        { index: 5, term: 3, type: 'command', command: new Uint8Array(Buffer.from('hello')) },
+        { index: 6, term: 3, type: 'noop', command: new Uint8Array(0) },
+        { index: 7, term: 3, type: 'config', command: new Uint8Array(0), config: { voters: [1, 2, 3], learners: [4] } },
+      ],
+    };
+    const binary = await post(`${url}/raft/appendentries`, encodeAppendEntriesBinary(request), RAFT_APPEND_ENTRIES_BINARY_CONTENT_TYPE);
+    expect(binary.status, binary.text).toBe(200);
+    const json = await post(`${url}/raft/appendentries`, { ...encodeAppendEntries(request) });
+    expect(json.status, json.text).toBe(200);
+    expect(handler.calls).toHaveLength(2);
+    expect(handler.calls[0]!.args[0]).toEqual(request);
+    expect(handler.calls[0]!.args[0]).toEqual(handler.calls[1]!.args[0]);
+  });
+
+  it('answers 400 with a message, and never calls the handler, for every malformed binary AppendEntries body', async () => {
+    const { url, handler } = await startApp({ limits: { maxEntriesPerAppend: 8, maxCommandBytes: 64 } });
+    const base: AppendEntriesRequest = {
+      type: 'AppendEntries', from: 1, to: SELF, term: 3, prevLogIndex: 4, prevLogTerm: 2, leaderCommit: 4,
+      entries: [{ index: 5, term: 3, type: 'command', command: new Uint8Array([1, 2, 3]) }],
+    };
+    const valid = encodeAppendEntriesBinary(base);
+    const patched = (at: number, bytes: number[]) => {
+      const out = Buffer.from(valid);
+      out.set(bytes, at);
+      return out;
+    };
+    const withEntries = (entries: AppendEntriesRequest['entries'], change: Partial<AppendEntriesRequest> = {}) => encodeAppendEntriesBinary({ ...base, ...change, entries });
+    // A config entry whose configuration JSON is `text` (the encoder would never write it: spliced in).
+    const withConfigJson = (text: string) => {
+      const head = encodeAppendEntriesBinary({ ...base, entries: [{ index: 5, term: 3, type: 'config', command: new Uint8Array(0), config: { voters: [1] } }] });
+      const json = Buffer.from(text);
+      const start = head.length - Buffer.from(JSON.stringify({ voters: [1] })).length - 4;
+      const out = Buffer.concat([head.subarray(0, start), Buffer.alloc(4), json]);
+      out.writeUInt32BE(json.length, start);
+      return out;
+    };
+    const cases: Array<[string, Uint8Array, string]> = [
+      ['an empty body', new Uint8Array(0), 'header'],
+      ['a truncated header', valid.subarray(0, 20), 'header'],
+      ['an unknown version', patched(0, [2]), 'version 2 is not supported'],
+      ['a term above 2^53', patched(1, [0xff, 0xff, 0xff, 0xff]), 'term is larger than Number.MAX_SAFE_INTEGER'],
+      ['more entries than maxEntriesPerAppend', patched(41, [0, 0, 0, 9]), 'more than maxEntriesPerAppend (8)'],
+      ['an entry count past the end', patched(41, [0, 0, 0, 2]), 'entries.1: the body ends inside the entry'],
+      ['an unknown entry type', patched(45 + 8, [7]), 'entries.0.type 7 is not a known entry type'],
+      ['a command length past the end', patched(45 + 9, [0, 0, 1, 0]), 'entries.0.command: 256 bytes announced'],
+      ['trailing bytes', Buffer.concat([valid, Buffer.from([0])]), '1 bytes too many'],
+      ['a command above maxCommandBytes', withEntries([{ index: 5, term: 3, type: 'command', command: new Uint8Array(65) }]), 'more than maxCommandBytes (64)'],
+      ['a noop with command bytes', withEntries([{ index: 5, term: 3, type: 'noop', command: new Uint8Array([1]) }]), 'entries.0.command must be empty on an entry of type "noop"'],
+      ['a config entry without a configuration', withEntries([{ index: 5, term: 3, type: 'config', command: new Uint8Array(0) }]), 'entries.0.config is required'],
+      ['a configuration that is not JSON', withConfigJson('{"voters": ['), 'entries.0.config is not JSON'],
+      ['a configuration without voters', withConfigJson('{"outgoing": [1]}'), 'entries.0.config.voters'],
+      ['a configuration with a __proto__ key', withConfigJson('{"voters": [1], "__proto__": {"x": 1}}'), 'property entries.0.config.__proto__ is not allowed'],
+      ['an entry term above the term', withEntries([{ index: 5, term: 4, type: 'command', command: new Uint8Array(1) }]), 'entries.0.term must not exceed term (3)'],
+      ['a term of 0', withEntries([], { term: 0, prevLogTerm: 0, prevLogIndex: 0 }), 'term must be at least 1'],
+      ['this node as the leader', withEntries([], { from: SELF }), "leader_id must not be this node's own id"],
+      ['a decreasing entry term', withEntries([{ index: 5, term: 1, type: 'command', command: new Uint8Array(1) }]), 'must not be below prev_log_term'],
+    ];
+    for (const [name, body, message] of cases) {
+      const answer = await post(`${url}/raft/appendentries`, body, RAFT_APPEND_ENTRIES_BINARY_CONTENT_TYPE);
+      expect(answer.status, name).toBe(400);
+      expect(answer.json.code, name).toBe('invalid_body');
+      expect(answer.json.error, name).toContain(message);
+    }
+    expect(handler.calls).toEqual([]);
+  });
 
   it('lists every failed constraint', async () => {
     const { url } = await startApp();
@@ -571,10 +643,14 @@ describe('GET /raft/id and path prefixes', () => {
 });
 
 describe('HttpPeer against the controller', () => {
-  for (const contentType of ['application/vnd.raft+json', 'application/json']) {
-    it(`carries every RPC end to end (${contentType})`, async () => {
+  for (const [contentType, appendEntriesEncoding] of [
+    ['application/vnd.raft+json', 'binary'],
+    ['application/vnd.raft+json', 'json'],
+    ['application/json', 'json'],
+  ] as const) {
+    it(`carries every RPC end to end (${contentType}, AppendEntries ${appendEntriesEncoding})`, async () => {
       const { url, handler } = await startApp({ prefix: '/rpc' });
-      const transport = new HttpTransport({ pathPrefix: '/rpc', contentType });
+      const transport = new HttpTransport({ pathPrefix: '/rpc', contentType, appendEntriesEncoding });
       try {
         await expect(transport.discoverId(url)).resolves.toBe(SELF);
         const peer = await transport.peerAt(url);

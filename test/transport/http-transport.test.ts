@@ -11,7 +11,7 @@ import {
   TransportClosedError,
 } from '../../lib/transport/http-transport.js';
 import { PeerUnreachableError } from '../../lib/transport/memory-transport.js';
-import { RaftHttpError, WireFormatError } from '../../lib/transport/wire.js';
+import { RaftHttpError, WireFormatError, decodeAppendEntriesBinary } from '../../lib/transport/wire.js';
 
 const HOST = '127.0.0.2';
 
@@ -111,9 +111,30 @@ const okAppend: Reply = (_req, res) => json(res, 200, { term: 3, success: true, 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('HttpPeer', () => {
-  it('sends AppendEntries as the Go model\'s JSON to {prefix}/appendentries and decodes the answer', async () => {
-    const server = await startServer(okAppend);
+  it('sends AppendEntries as a binary body by default, and as the Go model\'s JSON to a server that answers 415', async () => {
+    // A JSON-only receiver (the Go model): 415 for any other content type.
+    const server = await startServer((req, res) =>
+      req.headers['content-type'] === 'application/vnd.raft+json' ? okAppend(req, res) : json(res, 415, { error: 'unsupported media type' }),
+    );
     const peer = transport().peer(2, server.url);
+    const expected = { type: 'AppendEntriesResponse', from: 2, to: 1, term: 3, success: true, matchIndex: 5, rejectedIndex: 0, conflictTerm: 0, conflictIndex: 0 };
+    await expect(peer.appendEntries(append)).resolves.toEqual(expected);
+    await expect(peer.appendEntries(append)).resolves.toEqual(expected);
+    expect(server.received.map((r) => r.headers['content-type'])).toEqual(['application/vnd.raft.appendentries', 'application/vnd.raft+json', 'application/vnd.raft+json']);
+    expect(decodeAppendEntriesBinary(server.received[0]!.body, 100)).toEqual({
+      term: 3, leader_id: 1, prev_log_index: 4, prev_log_term: 2, commit_index: 4, entries: [{ term: 3, type: 'command', command: new Uint8Array([0, 255, 7]) }],
+    });
+    // A server that knows the binary body keeps getting it.
+    const binary = await startServer(okAppend);
+    const other = transport().peer(2, binary.url);
+    await other.appendEntries(append);
+    await other.appendEntries(append);
+    expect(binary.received.map((r) => r.headers['content-type'])).toEqual(['application/vnd.raft.appendentries', 'application/vnd.raft.appendentries']);
+  });
+
+  it('sends AppendEntries as the Go model\'s JSON to {prefix}/appendentries when asked to, and decodes the answer', async () => {
+    const server = await startServer(okAppend);
+    const peer = transport({ appendEntriesEncoding: 'json' }).peer(2, server.url);
     const response = await peer.appendEntries(append);
     expect(response).toEqual({ type: 'AppendEntriesResponse', from: 2, to: 1, term: 3, success: true, matchIndex: 5, rejectedIndex: 0, conflictTerm: 0, conflictIndex: 0 });
     const [sent] = server.received;

@@ -9,7 +9,17 @@ import { validateSync, type ValidationError } from 'class-validator';
 import { RaftError } from '../../core/errors.js';
 import type { AppendEntriesRequest, NodeId, RequestVoteRequest } from '../../core/types.js';
 import type { SnapshotChunk } from '../../transport/snapshot-assembler.js';
-import { base64DecodedLength, decodeAppendEntries, decodeInstallSnapshotChunk, decodeRequestVote, type AppendEntriesBody, type WirePeer } from '../../transport/wire.js';
+import {
+  WireFormatError,
+  base64DecodedLength,
+  decodeAppendEntries,
+  decodeAppendEntriesBinary,
+  decodeInstallSnapshotChunk,
+  decodeRequestVote,
+  type AppendEntriesBody,
+  type BinaryAppendEntriesBody,
+  type WirePeer,
+} from '../../transport/wire.js';
 import type { RaftRpcLimits } from '../raft.constants.js';
 import { AppendEntriesDto } from './append-entries.dto.js';
 import { InstallSnapshotDto } from './install-snapshot.dto.js';
@@ -61,9 +71,55 @@ export function parseAppendEntries(body: unknown, limits: Pick<RaftRpcLimits, 'm
     }
     plain.entries = plain.entries.map((e: unknown) => (isPlainObject(e) && e.command === null ? { ...e, command: '' } : e));
   }
-  // The common case, a valid body, skips class-transformer/class-validator (see append-entries.fast-check.ts).
-  const dto: AppendEntriesBody = isWellTypedAppendEntries(plain) ? plain : toValidDto(rpc, AppendEntriesDto, plain);
+  const dto = validAppendEntries(plain);
+  checkAppendEntries(dto, limits, to, (i) => base64DecodedLength(dto.entries[i]!.command));
+  return decodeAppendEntries(dto, to);
+}
 
+/**
+ * Validates a binary AppendEntries body (`encodeAppendEntriesBinary`) received by node `to` and
+ * converts it: the same rules as the JSON body (its configurations are checked by the same DTOs), and
+ * the commands are views of `bytes`, never copied.
+ * @throws InvalidRpcBodyError
+ */
+export function parseAppendEntriesBinary(bytes: Uint8Array, limits: Pick<RaftRpcLimits, 'maxEntriesPerAppend' | 'maxCommandBytes'>, to: NodeId): AppendEntriesRequest {
+  const rpc = 'AppendEntries';
+  let binary: BinaryAppendEntriesBody;
+  try {
+    binary = decodeAppendEntriesBinary(bytes, limits.maxEntriesPerAppend);
+  } catch (error) {
+    if (error instanceof WireFormatError) throw new InvalidRpcBodyError(rpc, [error.message]);
+    throw error;
+  }
+  // The JSON body's shape, commands left out (their bytes are checked and kept aside), so that one set
+  // of rules (and of DTOs, for the configurations) covers both encodings.
+  const plain = checkStructure(rpc, {
+    term: binary.term,
+    leader_id: binary.leader_id,
+    prev_log_index: binary.prev_log_index,
+    prev_log_term: binary.prev_log_term,
+    commit_index: binary.commit_index,
+    entries: binary.entries.map((e, i) => ({
+      index: binary.prev_log_index + 1 + i,
+      term: e.term,
+      command: '',
+      ...(e.type !== 'command' ? { type: e.type } : {}),
+      ...(e.config !== undefined ? { config: e.config } : {}),
+    })),
+  });
+  const dto = validAppendEntries(plain);
+  checkAppendEntries(dto, limits, to, (i) => binary.entries[i]!.command.byteLength);
+  const request = decodeAppendEntries(dto, to);
+  return { ...request, entries: request.entries.map((e, i) => ({ ...e, command: binary.entries[i]!.command })) };
+}
+
+/** The common case, a valid body, skips class-transformer/class-validator (see append-entries.fast-check.ts). */
+function validAppendEntries(plain: Record<string, unknown>): AppendEntriesBody {
+  return isWellTypedAppendEntries(plain) ? plain : toValidDto('AppendEntries', AppendEntriesDto, plain);
+}
+
+/** Raft's own rules on a well-typed AppendEntries body; `commandBytes(i)`: the size of entry i's command. */
+function checkAppendEntries(dto: AppendEntriesBody, limits: Pick<RaftRpcLimits, 'maxCommandBytes'>, to: NodeId, commandBytes: (i: number) => number): void {
   const issues: string[] = [];
   if (dto.term < 1) issues.push('term must be at least 1 (the term of a leader)');
   if (dto.leader_id === to) issues.push(`leader_id must not be this node's own id (${to})`);
@@ -81,12 +137,11 @@ export function parseAppendEntries(body: unknown, limits: Pick<RaftRpcLimits, 'm
     const type = entry.type ?? 'command';
     if (type === 'config' && entry.config === undefined) issues.push(`${at}.config is required on an entry of type "config"`);
     if (type !== 'config' && entry.config !== undefined) issues.push(`${at}.config is only allowed on an entry of type "config"`);
-    if (type !== 'command' && entry.command !== '') issues.push(`${at}.command must be empty on an entry of type "${type}"`);
-    const size = base64DecodedLength(entry.command);
+    const size = commandBytes(i);
+    if (type !== 'command' && size !== 0) issues.push(`${at}.command must be empty on an entry of type "${type}"`);
     if (size > limits.maxCommandBytes) issues.push(`${at}.command decodes to ${size} bytes, more than maxCommandBytes (${limits.maxCommandBytes})`);
   });
-  if (issues.length > 0) throw new InvalidRpcBodyError(rpc, issues);
-  return decodeAppendEntries(dto, to);
+  if (issues.length > 0) throw new InvalidRpcBodyError('AppendEntries', issues);
 }
 
 /**
