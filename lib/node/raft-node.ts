@@ -608,17 +608,16 @@ export class RaftNode {
     const target = toId ?? this.bestTransferTarget();
     if (target === undefined) throw new ConfigurationChangeError('invalid', 'there is no other voter to hand leadership to');
     const timeoutMs = options.timeoutMs ?? 2 * this.timing.electionTimeoutMs;
+    let subscription: Subscription | undefined;
     const handedOver = new Promise<NodeId>((resolve) => {
-      const subscription = this.leader$.subscribe((leader) => {
-        if (leader !== 0 && leader !== this.id) {
-          queueMicrotask(() => subscription.unsubscribe());
-          resolve(leader);
-        }
+      // leader$ lags the engine: a leader it names counts once the engine agrees (not a stale predecessor).
+      subscription = this.leader$.subscribe((leader) => {
+        if (leader !== 0 && leader !== this.id && leader === this.leaderId) resolve(leader);
       });
-    });
+    }).finally(() => queueMicrotask(() => subscription?.unsubscribe()));
     core.transferLeadership(target);
     this.schedule();
-    return this.withDeadline(handedOver, timeoutMs, options.signal, () => undefined);
+    return this.withDeadline(handedOver, timeoutMs, options.signal, () => subscription?.unsubscribe());
   }
 
   /**

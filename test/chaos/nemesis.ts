@@ -484,9 +484,15 @@ export class Nemesis {
       if (!this.active || (calm > 0 && !(await this.wait(calm)))) return;
       const start = this.now();
       const task = this.learnerCycle(rng);
-      this.learnerTask = task.then(() => undefined);
-      this.learnerRetry = !(await task);
-      this.learnerTask = undefined;
+      this.learnerTask = task.then(
+        () => undefined,
+        () => undefined,
+      );
+      try {
+        this.learnerRetry = !(await task);
+      } finally {
+        this.learnerTask = undefined;
+      }
       if (this.learnerRetry) return;
       this.lastLearnerStart = start;
       this.learnerCycles++;

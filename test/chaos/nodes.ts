@@ -43,6 +43,8 @@ export interface SampleSupport {
   snapshotTrailing: boolean;
   /** ADMIN_TOKEN (membership changes need `authorization: Bearer <token>` when it is set) */
   adminToken: boolean;
+  /** APPEND_ENTRIES_ENCODING (binary by default where the sample has it; `json` is what the proxies can read) */
+  appendEntriesEncoding: boolean;
   unsafeAsyncCommit?: string;
 }
 
@@ -62,6 +64,7 @@ export function detectSampleSupport(root: string): SampleSupport {
     snapshotEvery: /\bSNAPSHOT_EVERY\b/.test(text),
     snapshotTrailing: /\bSNAPSHOT_TRAILING_ENTRIES\b/.test(text),
     adminToken: /\bADMIN_TOKEN\b/.test(text),
+    appendEntriesEncoding: /\bAPPEND_ENTRIES_ENCODING\b/.test(text),
     ...(unsafe ? { unsafeAsyncCommit: unsafe } : {}),
   };
 }
@@ -350,6 +353,8 @@ export class ChaosCluster {
     if (this.adminToken) env.ADMIN_TOKEN = this.adminToken;
     if (this.support.snapshotEvery && this.options.snapshotEvery !== undefined) env.SNAPSHOT_EVERY = String(this.options.snapshotEvery);
     if (this.support.snapshotTrailing && this.options.snapshotTrailing !== undefined) env.SNAPSHOT_TRAILING_ENTRIES = String(this.options.snapshotTrailing);
+    // The ack-before-persist proxies read an AppendEntries' term and entries from its JSON body.
+    if (this.network.forgeAcks && this.support.appendEntriesEncoding) env.APPEND_ENTRIES_ENCODING = 'json';
     if (this.options.unsafe === 'async-commit' && this.support.unsafeAsyncCommit) env[this.support.unsafeAsyncCommit] = '1';
     if (this.failpointsEnabled) env.RAFT_FAILPOINTS = this.failpointsEnv();
     node.armed = this.failpointsEnabled;
