@@ -1,4 +1,5 @@
 import { Server as NetServer, type Socket } from 'node:net';
+import { Server as TlsServer } from 'node:tls';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 
 /** Options of {@link HttpServerDrain.close}. */
@@ -42,7 +43,8 @@ export class HttpServerDrain {
   private closing: Promise<void> | undefined;
 
   constructor(private readonly server: Server) {
-    server.on('connection', (socket: Socket) => {
+    // An HTTPS server's requests come on the TLS socket, not on the TCP one under it.
+    server.on(server instanceof TlsServer ? 'secureConnection' : 'connection', (socket: Socket) => {
       this.connections.set(socket, { busy: new Set(), idleSince: Date.now() });
       socket.once('close', () => this.connections.delete(socket));
     });

@@ -1,5 +1,11 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HttpServerDrain } from '../../lib/index.js';
 
@@ -108,5 +114,29 @@ describe('HttpServerDrain', () => {
     await drain.close({ timeoutMs: 200 });
     expect(await out.ended).toMatch(/end|reset/);
     expect(drain.openConnections).toBe(0);
+  });
+
+  it('tracks an HTTPS server by its TLS connections: a request under way is not cut at the idle grace', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'raft-drain-tls-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'key.pem', '-out', 'cert.pem', '-days', '1', '-subj', '/CN=127.0.0.1'], { cwd: dir, stdio: 'pipe' });
+    let release!: () => void;
+    const slow = new Promise<void>((r) => (release = r));
+    const server = createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (_req, res) => void slow.then(() => res.end('slow done')));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    servers.push(server);
+    const drain = new HttpServerDrain(server);
+    const socket = tlsConnect({ port: (server.address() as { port: number }).port, host: '127.0.0.1', rejectUnauthorized: false });
+    const out = collect(socket);
+    await new Promise((r) => socket.once('secureConnect', r));
+    socket.write(request('/slow'));
+    await expect.poll(() => drain.openConnections).toBe(1);
+    await new Promise((r) => setTimeout(r, 50));
+    const closing = drain.close({ idleGraceMs: 100 });
+    await new Promise((r) => setTimeout(r, 400)); // well past the grace: the busy connection must still be open
+    expect(drain.openConnections).toBe(1);
+    release();
+    expect(await out.ended).toBe('end');
+    expect(out.text()).toMatch(/connection: close[\s\S]*slow done$/i);
+    await closing;
   });
 });
