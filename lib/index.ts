@@ -24,6 +24,7 @@ export {
   CommandTimeoutError,
   LeadershipLostError,
   NodeStoppedError,
+  NodeRemovedError,
   CommandAbortedError,
   RaftOptionsError,
   CommandForwardingError,

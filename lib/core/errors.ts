@@ -66,6 +66,17 @@ export class NodeStoppedError extends RaftError {
   }
 }
 
+/**
+ * The cluster removed this node: its leader refuses what the node forwards (HTTP 410 `removed`). A
+ * removed server does not learn of its removal from the log (the leader stops replicating to it), so
+ * this is how its callers learn it: send to a member instead. Nothing was attempted.
+ */
+export class NodeRemovedError extends RaftError {
+  constructor(detail = 'this node was removed from the cluster: send to a member') {
+    super(detail);
+  }
+}
+
 /** An operation was aborted through its AbortSignal. */
 export class CommandAbortedError extends RaftError {
   constructor() {

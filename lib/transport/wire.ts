@@ -28,6 +28,7 @@ import {
   CommandTimeoutError,
   ConfigurationChangeFailedError,
   LeadershipLostError,
+  NodeRemovedError,
   NodeStoppedError,
   RaftOptionsError,
   StorageFailureError,
@@ -791,6 +792,7 @@ export function errorToWire(error: unknown): { status: number; body: ErrorBody }
   if (error instanceof CommandTimeoutError) return { status: 504, body: body('timeout', { timeout_ms: error.timeoutMs }) };
   if (error instanceof LeadershipLostError) return { status: 503, body: body('leadership_lost') };
   if (error instanceof NodeStoppedError) return { status: 503, body: body('node_stopped') };
+  if (error instanceof NodeRemovedError) return { status: 410, body: body('removed') };
   if (error instanceof CommandAbortedError) return { status: 503, body: body('aborted') };
   if (error instanceof ConfigurationChangeError) return { status: 409, body: body('configuration_change', { reason: error.reason }) };
   if (error instanceof ConfigurationChangeFailedError) return { status: 409, body: body('configuration_change_failed', { reason: error.reason }) };
@@ -818,6 +820,7 @@ export function errorFromWire(status: number, body: unknown): RaftError {
   if (code === 'session_expired') return new SessionExpiredError(typeof o.client_id === 'string' ? o.client_id : '');
   if (code === 'storage_failure') return new StorageFailureError(new Error(text.replace(/^storage failed, the node stopped: /, '')));
   if (code === 'node_stopped') return new NodeStoppedError(text);
+  if (status === 410 && code === 'removed') return new NodeRemovedError(text);
   if (code === 'aborted') return new CommandAbortedError();
   if (code === 'invalid_request') {
     return new RaftOptionsError(typeof o.field === 'string' ? o.field : 'request', text.replace(/^invalid Raft option "[^"]*": /, ''));

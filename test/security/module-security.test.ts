@@ -4,6 +4,8 @@ import { NestFactory } from '@nestjs/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   MemoryStorage,
+  NodeRemovedError,
+  errorToWire,
   RaftModule,
   RaftOptionsError,
   RaftRpcListener,
@@ -252,6 +254,14 @@ describe('a cluster over signed RPCs on their own listener', () => {
     const removed = all.find((m) => m.id !== leader.nodeId)!;
     const stay = all.find((m) => m.id !== leader.nodeId && m.id !== removed.id)!;
     await leader.removeMember(removed.id);
+    // The removed node learns it from the leader's 410 to what it forwards: a typed error, not a 500.
+    const removedRaft = nodes[removed.id - 1]!.get(RaftService);
+    await eventually(
+      () => removedRaft.command('from the removed node', { timeoutMs: 3_000 }).then(() => undefined, (e: unknown) => (e instanceof NodeRemovedError ? e : undefined)),
+      10_000,
+      'NodeRemovedError on the removed node',
+    );
+    expect(errorToWire(new NodeRemovedError())).toMatchObject({ status: 410, body: { code: 'removed' } });
     await nodes[removed.id - 1]!.close();
     const stayRaft = nodes[stay.id - 1]!.get(RaftService);
     await eventually(() => (stayRaft.status().members.length === 2 && stayRaft.commitIndex === leader.commitIndex ? true : undefined), 5000, 'the change to reach the follower');
