@@ -608,14 +608,15 @@ export class RaftNode {
     const target = toId ?? this.bestTransferTarget();
     if (target === undefined) throw new ConfigurationChangeError('invalid', 'there is no other voter to hand leadership to');
     const timeoutMs = options.timeoutMs ?? 2 * this.timing.electionTimeoutMs;
+    core.transferLeadership(target); // throws on a target that is not a voter: before anything is set up
     let subscription: Subscription | undefined;
     const handedOver = new Promise<NodeId>((resolve) => {
-      // leader$ lags the engine: a leader it names counts once the engine agrees (not a stale predecessor).
-      subscription = this.leader$.subscribe((leader) => {
-        if (leader !== 0 && leader !== this.id && leader === this.leaderId) resolve(leader);
+      // Every published state wakes it, and the engine says who leads (see waitForLeaderChange).
+      subscription = this.stateSubject.subscribe(() => {
+        const leader = this.leaderId;
+        if (leader !== 0 && leader !== this.id) resolve(leader);
       });
     }).finally(() => queueMicrotask(() => subscription?.unsubscribe()));
-    core.transferLeadership(target);
     this.schedule();
     return this.withDeadline(handedOver, timeoutMs, options.signal, () => subscription?.unsubscribe());
   }
@@ -1347,10 +1348,11 @@ export class RaftNode {
 
   /**
    * Resolves once the engine knows a leader other than `current` (or after `timeoutMs`, or on abort).
-   * `leader$` lags the engine (it follows saved Readys), so a leader it names counts only once the
-   * engine agrees: otherwise a `leader$` still naming the old leader while the engine has already
-   * dropped it would end every wait at once, and the caller's retry loop would spin on microtasks,
-   * starving the very save that ends the wait. The wake-up is a macrotask for the same reason.
+   * Woken by every published state (not `leader$`: it lags the engine, which it follows through saved
+   * Readys, and it drops repeats, so a leader lost and regained between two publications never shows
+   * there), it asks the engine itself. A `leader$` still naming the old leader while the engine had
+   * dropped it used to end every wait at once, and the caller's retry loop spun on microtasks, starving
+   * the very save that ends the wait. The wake-up is a macrotask for the same reason.
    */
   private waitForLeaderChange(current: NodeId, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
@@ -1365,13 +1367,9 @@ export class RaftNode {
         resolve();
       };
       const timer = setTimeout(done, timeoutMs);
-      const known = (leader: NodeId) => leader !== current && leader !== 0 && leader === this.leaderId;
-      if (known(this.leaderId)) {
-        setImmediate(done);
-        return;
-      }
-      subscription = this.leader$.subscribe((leader) => {
-        if (known(leader)) setImmediate(done);
+      const changed = () => this.leaderId !== current && this.leaderId !== 0;
+      subscription = this.stateSubject.subscribe(() => {
+        if (changed()) setImmediate(done);
       });
       signal?.addEventListener('abort', done);
     });

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { firstValueFrom, take, toArray } from 'rxjs';
-import { NotLeaderError } from '../../lib/core/errors.js';
+import { ConfigurationChangeError, NotLeaderError } from '../../lib/core/errors.js';
 import { CommandTimeoutError, NodeStoppedError, RaftOptionsError, StorageFailureError } from '../../lib/node/errors.js';
 import { RaftNode } from '../../lib/node/raft-node.js';
 import { MemoryStorage } from '../../lib/storage/memory-storage.js';
@@ -184,8 +184,15 @@ describe('waiting for a leader', () => {
     const vote = follower.rpcHandler.requestVote({ type: 'RequestVote', from: other, to: follower.id, term: follower.term + 1, lastLogIndex: 1_000, lastLogTerm: 1_000, preVote: false, transfer: true });
     expect(follower.leaderId).toBe(0);
     const order: string[] = [];
+    // How often the retry loops woke up before the save was let through: a handful, not a spin.
+    const internals = follower as unknown as { waitForLeaderChange: (...args: unknown[]) => Promise<void> };
+    const wait = internals.waitForLeaderChange.bind(follower);
+    let waits = 0;
+    internals.waitForLeaderChange = (...args) => (waits++, wait(...args));
+    let waitsBeforeRelease = -1;
     setTimeout(() => {
       order.push('timer fired');
+      waitsBeforeRelease = waits;
       release();
     }, 50);
     const read = follower.barrier({ timeoutMs: 3_000 }).then(
@@ -198,6 +205,8 @@ describe('waiting for a leader', () => {
     );
     await Promise.all([read, command]);
     expect(order[0]).toBe('timer fired'); // with the spin, both calls ran to their deadline before any timer
+    expect(waitsBeforeRelease).toBeGreaterThan(0);
+    expect(waitsBeforeRelease).toBeLessThanOrEqual(4); // one wait per call; a spin yielding through setImmediate makes thousands
     expect((await vote).voteGranted).toBe(true); // answered once its save was done
   });
 });
@@ -282,6 +291,24 @@ describe('leadership transfer', () => {
     expect(third).toBeDefined();
     expect(third!.id).not.toBe(second.id);
     expect(await third!.command('get t')).toBe('1');
+  });
+
+  it('refuses a target that is not a voter, leaving nothing subscribed; resolves with the new leader right after an election', async () => {
+    cluster = new MemoryCluster([1, 2, 3]);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    const subject = (leader as unknown as { stateSubject: { observers: unknown[] } }).stateSubject;
+    const before = subject.observers.length;
+    await expect(leader.transferLeadership(99)).rejects.toBeInstanceOf(ConfigurationChangeError);
+    expect(subject.observers.length).toBe(before);
+    // Straight back to the previous leader as soon as the new one leads: it resolves once the engine
+    // knows the handover happened (a stale leader$ naming the old leader must not count).
+    const target = [1, 2, 3].find((id) => id !== leader.id)!;
+    expect(await leader.transferLeadership(target)).toBe(target);
+    expect(await cluster.node(target).transferLeadership(leader.id, { timeoutMs: 2_000 })).toBe(leader.id);
+    expect(cluster.node(target).leaderId).toBe(leader.id);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(subject.observers.length).toBe(before);
   });
 });
 
