@@ -24,7 +24,9 @@ export interface HttpDrainOptions {
  * {@link close} stops accepting connections (new ones are refused, so a client or load balancer moves
  * to another node at once), answers every request from then on with `Connection: close` (so each
  * client's connection ends cleanly after its answer), and closes a connection only once it has been
- * idle for `idleGraceMs`. Call it on a termination signal, before `app.close()`:
+ * idle for `idleGraceMs`. Not for a server that also serves the Raft RPCs (the module without
+ * `rpcListener`): peers could not reach the node while it drains. Call it on a termination signal,
+ * before `app.close()`:
  *
  * ```ts
  * const drain = new HttpServerDrain(app.getHttpServer()); // before app.listen(): it counts connections from the start

@@ -114,8 +114,8 @@ export interface RaftModuleOptions extends RaftTimingOptions {
   readonly peerTls?: HttpTransportTlsOptions;
   /**
    * How this node sends AppendEntries to its peers (the built-in HTTP transport). `binary` (default):
-   * a compact body without base64 or JSON; a peer that answers 415 (a JSON-only server) gets JSON from
-   * then on. `json`: always the Go model's JSON body. Either way this node accepts both.
+   * a compact body without base64 or JSON; a peer that answers 415 (a JSON-only server) gets JSON for
+   * a minute at a time. `json`: always the Go model's JSON body. Either way this node accepts both.
    */
   readonly appendEntriesEncoding?: 'binary' | 'json';
   /**

@@ -17,6 +17,7 @@ import { HttpTransport } from '../transport/http-transport.js';
 import { SnapshotAssembler, SnapshotTransferError } from '../transport/snapshot-assembler.js';
 import type { RaftMember, RaftRpcHandler, RpcOptions } from '../transport/transport.js';
 import {
+  BINARY_APPEND_ENTRIES_VERSION,
   DEFAULT_PATH_PREFIX,
   RPC_PATHS,
   TIMEOUT_HEADER,
@@ -150,7 +151,12 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
           // The compact encoding (what this library's HTTP peer sends); its commands stay views of the body.
           const limit = this.limits.bodyLimitBytes;
           if (this.authenticating) peer = await this.security!.authenticate(req, { bodyLimit: limit });
-          request = parseAppendEntriesBinary(peer ? peer.body : await readRawBody(req, limit), this.limits, this.handler.id);
+          const body = peer ? peer.body : await readRawBody(req, limit);
+          // Another version of the format is another media type to us: 415, so that a newer sender falls back.
+          if (body.length > 0 && body[0] !== BINARY_APPEND_ENTRIES_VERSION) {
+            throw new RequestBodyError(415, 'unsupported_media_type', `binary AppendEntries version ${body[0]} is not supported (this node reads version ${BINARY_APPEND_ENTRIES_VERSION})`);
+          }
+          request = parseAppendEntriesBinary(body, this.limits, this.handler.id);
         } else {
           const read = await this.readJson(req);
           peer = read.peer;

@@ -85,7 +85,8 @@ export interface HttpTransportOptions {
   /**
    * How AppendEntries travels. `binary` (the default): `application/vnd.raft.appendentries`, the
    * commands' bytes as they are (see `encodeAppendEntriesBinary`); a receiver that answers 415 (a
-   * JSON-only server, such as one of the Go model) gets JSON from then on. `json`: always the Go
+   * JSON-only server, such as one of the Go model) gets JSON for a minute, then binary is tried again
+   * (it may have been upgraded). `json`: always the Go
    * model's JSON body ({@link contentType}), commands in base64.
    */
   readonly appendEntriesEncoding?: 'binary' | 'json';
@@ -120,6 +121,9 @@ export interface HttpRequestToSign {
   /** The request's other headers (`x-raft-to`, `x-raft-timeout-ms`, content type …). */
   readonly headers: Readonly<Record<string, string>>;
 }
+
+/** How long a peer that refused the binary AppendEntries (415) gets JSON before binary is tried again. */
+const BINARY_RETRY_MS = 60_000;
 
 /** Options with the defaults filled in. */
 type ResolvedHttpTransportOptions = Required<Omit<HttpTransportOptions, 'headers' | 'sign' | 'tls'>> & Pick<HttpTransportOptions, 'headers' | 'sign' | 'tls'>;
@@ -408,8 +412,8 @@ export class HttpPeer implements RaftPeer {
   private readonly backoff: Backoff;
   private readonly prefix: string;
   private closed = false;
-  /** Whether AppendEntries goes binary to this peer (until it answers 415). */
-  private binaryAppendEntries: boolean;
+  /** Until when AppendEntries goes to this peer as JSON (it answered 415 to the binary body). */
+  private jsonUntil = 0;
 
   /** @internal use {@link HttpTransport.peer} */
   constructor(
@@ -424,7 +428,6 @@ export class HttpPeer implements RaftPeer {
     const agentOptions = { keepAlive: true, maxSockets: options.maxSocketsPerPeer };
     this.agent = this.base.protocol === 'https:' ? new https.Agent({ ...agentOptions, ...options.tls }) : new http.Agent(agentOptions);
     this.backoff = new Backoff(options.backoffInitialMs, options.backoffMaxMs);
-    this.binaryAppendEntries = options.appendEntriesEncoding === 'binary';
   }
 
   /** Failures since the last success, and how long calls keep failing fast. */
@@ -433,15 +436,22 @@ export class HttpPeer implements RaftPeer {
   }
 
   async appendEntries(request: AppendEntriesRequest, options?: RpcOptions): Promise<AppendEntriesResponse> {
-    let answer: HttpAnswer;
-    if (this.binaryAppendEntries) {
+    let answer: HttpAnswer | undefined;
+    const binary = this.options.appendEntriesEncoding === 'binary' && Date.now() >= this.jsonUntil;
+    if (binary) {
+      const startedAt = Date.now();
       const body = { data: encodeAppendEntriesBinary(request), contentType: RAFT_APPEND_ENTRIES_BINARY_CONTENT_TYPE };
       answer = await this.call('POST', RPC_PATHS.appendEntries, body, 'rpc', options);
-      // A receiver that does not know the binary body: JSON from now on (this request included).
-      if (answer.status === 415) this.binaryAppendEntries = false;
+      if (answer.status === 415) {
+        // A receiver that does not read this binary body (a JSON-only server, or an older version):
+        // JSON for a while (this request included), then binary again, in case it was upgraded.
+        this.jsonUntil = Date.now() + BINARY_RETRY_MS;
+        const timeoutMs = Math.max(1, (options?.timeoutMs ?? this.options.rpcTimeoutMs) - (Date.now() - startedAt));
+        answer = undefined;
+        options = { ...options, timeoutMs };
+      }
     }
-    if (!this.binaryAppendEntries) answer = await this.call('POST', RPC_PATHS.appendEntries, this.json(encodeAppendEntries(request)), 'rpc', options);
-    answer = answer!;
+    answer ??= await this.call('POST', RPC_PATHS.appendEntries, this.json(encodeAppendEntries(request)), 'rpc', options);
     if (answer.status !== 200) throw errorAnswer(answer);
     return decodeAppendEntriesResult(parseJson(answer, 'AppendEntries'), request, this.id);
   }

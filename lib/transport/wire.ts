@@ -443,7 +443,10 @@ export function decodeAppendEntries(body: AppendEntriesBody, to: NodeId): Append
  */
 export const RAFT_APPEND_ENTRIES_BINARY_CONTENT_TYPE = 'application/vnd.raft.appendentries';
 
-const BINARY_AE_VERSION = 1;
+/** The binary AppendEntries format this library writes and reads (the body's first byte). */
+export const BINARY_APPEND_ENTRIES_VERSION = 1;
+const BINARY_AE_VERSION = BINARY_APPEND_ENTRIES_VERSION;
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 const ENTRY_TYPE_CODES: Readonly<Record<EntryType, number>> = { command: 0, noop: 1, config: 2 };
 const ENTRY_TYPES: readonly EntryType[] = ['command', 'noop', 'config'];
 const BINARY_AE_HEADER = 1 + 5 * 8 + 4;
@@ -457,6 +460,10 @@ const BINARY_ENTRY_HEADER = 8 + 1 + 4 + 4;
  * empty except on config entries. Indexes are not sent: entries are consecutive from prev log index + 1.
  */
 export function encodeAppendEntriesBinary(request: AppendEntriesRequest): Buffer {
+  request.entries.forEach((e, i) => {
+    // The body leaves indexes out: they must be what the receiver will infer.
+    if (e.index !== request.prevLogIndex + 1 + i) throw new WireFormatError(`entry ${i} has index ${e.index}, not ${request.prevLogIndex + 1 + i}: entries must be consecutive after prevLogIndex`);
+  });
   const configs = request.entries.map((e) => (e.config ? Buffer.from(JSON.stringify(encodeConfiguration(e.config))) : undefined));
   let size = BINARY_AE_HEADER;
   request.entries.forEach((e, i) => (size += BINARY_ENTRY_HEADER + e.command.byteLength + (configs[i]?.byteLength ?? 0)));
@@ -534,9 +541,9 @@ export function decodeAppendEntriesBinary(bytes: Uint8Array, maxEntries: number)
     let config: unknown;
     if (configLength > 0) {
       try {
-        config = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + at, configLength).toString('utf8'));
+        config = JSON.parse(STRICT_UTF8.decode(bytes.subarray(at, at + configLength)));
       } catch {
-        throw new WireFormatError(`${what}.config is not JSON`);
+        throw new WireFormatError(`${what}.config is not JSON in UTF-8`);
       }
     }
     at += configLength;

@@ -15,12 +15,14 @@ async function main(): Promise<void> {
   app.useGlobalFilters(new RaftExceptionFilter());
   // A graceful stop fails no client request: stop accepting connections (clients move to another
   // node), answer what was sent with `Connection: close`, then let Nest transfer leadership and stop.
-  const drain = new HttpServerDrain(app.getHttpServer());
+  // Not when the Raft RPCs share the public port (RPC_PORT=none): closing it would cut the node off
+  // from its peers while it still has requests to finish, so that mode stops without draining.
+  const drain = config.rpc ? new HttpServerDrain(app.getHttpServer()) : undefined;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    // A second signal while stopping gets Node's default: the process ends at once.
     process.once(signal, () => {
-      console.log(`node ${config.nodeId}: ${signal}, draining HTTP connections`);
-      drain
-        .close({ timeoutMs: 5_000 })
+      console.log(`node ${config.nodeId}: ${signal}, ${drain ? 'draining HTTP connections, then ' : ''}stopping`);
+      (drain ? drain.close({ timeoutMs: 5_000 }) : Promise.resolve())
         .then(() => app.close())
         .then(
           () => process.exit(0),

@@ -439,7 +439,6 @@ const signedMalformedBinaryAppend: Generator = (rng, ctx) => {
   const mutations: [string, () => Buffer][] = [
     ['truncated', () => good.subarray(0, rng.between(0, good.length - 1))],
     ['trailing bytes', () => Buffer.concat([good, rng.bytes(rng.between(1, 16))])],
-    ['unknown version', () => patched(0, [rng.between(2, 255)])],
     ['unsafe number', () => patched(1 + 8 * rng.between(0, 4), [0xff, 0xff, 0xff, 0xff])],
     ['huge count', () => patched(41, [0xff, 0xff, 0xff, 0xff])],
     ['unknown entry type', () => patched(45 + 8, [rng.between(3, 255)])],

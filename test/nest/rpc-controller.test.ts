@@ -281,9 +281,9 @@ describe('POST /raft/appendentries', () => {
     };
     const withEntries = (entries: AppendEntriesRequest['entries'], change: Partial<AppendEntriesRequest> = {}) => encodeAppendEntriesBinary({ ...base, ...change, entries });
     // A config entry whose configuration JSON is `text` (the encoder would never write it: spliced in).
-    const withConfigJson = (text: string) => {
+    const withConfigJson = (text: string | Buffer) => {
       const head = encodeAppendEntriesBinary({ ...base, entries: [{ index: 5, term: 3, type: 'config', command: new Uint8Array(0), config: { voters: [1] } }] });
-      const json = Buffer.from(text);
+      const json = typeof text === 'string' ? Buffer.from(text) : text;
       const start = head.length - Buffer.from(JSON.stringify({ voters: [1] })).length - 4;
       const out = Buffer.concat([head.subarray(0, start), Buffer.alloc(4), json]);
       out.writeUInt32BE(json.length, start);
@@ -292,7 +292,6 @@ describe('POST /raft/appendentries', () => {
     const cases: Array<[string, Uint8Array, string]> = [
       ['an empty body', new Uint8Array(0), 'header'],
       ['a truncated header', valid.subarray(0, 20), 'header'],
-      ['an unknown version', patched(0, [2]), 'version 2 is not supported'],
       ['a term above 2^53', patched(1, [0xff, 0xff, 0xff, 0xff]), 'term is larger than Number.MAX_SAFE_INTEGER'],
       ['more entries than maxEntriesPerAppend', patched(41, [0, 0, 0, 9]), 'more than maxEntriesPerAppend (8)'],
       ['an entry count past the end', patched(41, [0, 0, 0, 2]), 'entries.1: the body ends inside the entry'],
@@ -303,6 +302,7 @@ describe('POST /raft/appendentries', () => {
       ['a noop with command bytes', withEntries([{ index: 5, term: 3, type: 'noop', command: new Uint8Array([1]) }]), 'entries.0.command must be empty on an entry of type "noop"'],
       ['a config entry without a configuration', withEntries([{ index: 5, term: 3, type: 'config', command: new Uint8Array(0) }]), 'entries.0.config is required'],
       ['a configuration that is not JSON', withConfigJson('{"voters": ['), 'entries.0.config is not JSON'],
+      ['a configuration that is not UTF-8', withConfigJson(Buffer.from('{"voters": [1], "addresses": {"1": "http://\xff"}}', 'latin1')), 'entries.0.config is not JSON in UTF-8'],
       ['a configuration without voters', withConfigJson('{"outgoing": [1]}'), 'entries.0.config.voters'],
       ['a configuration with a __proto__ key', withConfigJson('{"voters": [1], "__proto__": {"x": 1}}'), 'property entries.0.config.__proto__ is not allowed'],
       ['an entry term above the term', withEntries([{ index: 5, term: 4, type: 'command', command: new Uint8Array(1) }]), 'entries.0.term must not exceed term (3)'],
@@ -316,6 +316,10 @@ describe('POST /raft/appendentries', () => {
       expect(answer.json.code, name).toBe('invalid_body');
       expect(answer.json.error, name).toContain(message);
     }
+    // Another version of the format is another media type: 415, so that its sender falls back to JSON.
+    const newer = await post(`${url}/raft/appendentries`, patched(0, [2]), RAFT_APPEND_ENTRIES_BINARY_CONTENT_TYPE);
+    expect(newer.status).toBe(415);
+    expect(newer.json.error).toContain('binary AppendEntries version 2 is not supported');
     expect(handler.calls).toEqual([]);
   });
 

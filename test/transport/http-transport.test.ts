@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigurationChangeError, NotLeaderError } from '../../lib/core/errors.js';
 import type { AppendEntriesRequest, RequestVoteRequest } from '../../lib/core/types.js';
 import { CommandAbortedError, CommandTimeoutError } from '../../lib/node/errors.js';
@@ -124,6 +124,15 @@ describe('HttpPeer', () => {
     expect(decodeAppendEntriesBinary(server.received[0]!.body, 100)).toEqual({
       term: 3, leader_id: 1, prev_log_index: 4, prev_log_term: 2, commit_index: 4, entries: [{ term: 3, type: 'command', command: new Uint8Array([0, 255, 7]) }],
     });
+    // A minute later binary is tried again (the server may have been upgraded).
+    const now = Date.now();
+    const clock = vi.spyOn(Date, 'now').mockReturnValue(now + 61_000);
+    try {
+      await expect(peer.appendEntries(append)).resolves.toEqual(expected);
+    } finally {
+      clock.mockRestore();
+    }
+    expect(server.received.slice(3).map((r) => r.headers['content-type'])).toEqual(['application/vnd.raft.appendentries', 'application/vnd.raft+json']);
     // A server that knows the binary body keeps getting it.
     const binary = await startServer(okAppend);
     const other = transport().peer(2, binary.url);

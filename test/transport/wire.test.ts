@@ -15,6 +15,8 @@ import {
   RPC_PATHS,
   RaftHttpError,
   WireFormatError,
+  decodeAppendEntriesBinary,
+  encodeAppendEntriesBinary,
   decodeAnswer,
   decodeAppendEntries,
   decodeAppendEntriesResult,
@@ -333,5 +335,31 @@ describe('helpers', () => {
     expect(isJsonContentType('text/plain')).toBe(false);
     expect(isJsonContentType('application/octet-stream')).toBe(false);
     expect(isJsonContentType(undefined)).toBe(false);
+  });
+});
+
+describe('binary AppendEntries', () => {
+  const request: AppendEntriesRequest = {
+    type: 'AppendEntries', from: 7, to: 2, term: 2 ** 40 + 3, prevLogIndex: 2 ** 45, prevLogTerm: 2 ** 40, leaderCommit: 2 ** 45 - 1,
+    entries: [
+      { index: 2 ** 45 + 1, term: 2 ** 40 + 3, type: 'command', command: new Uint8Array([0, 255, 9]) },
+      { index: 2 ** 45 + 2, term: 2 ** 40 + 3, type: 'config', command: new Uint8Array(0), config: { voters: [1, 7], learners: [9], addresses: { 9: 'http://127.0.0.9:4009' } } },
+    ],
+  };
+
+  it('round-trips terms and indexes above 2^32, commands as bytes and configurations as their JSON', () => {
+    const decoded = decodeAppendEntriesBinary(encodeAppendEntriesBinary(request), 10);
+    expect(decoded).toEqual({
+      term: request.term, leader_id: 7, prev_log_index: request.prevLogIndex, prev_log_term: request.prevLogTerm, commit_index: request.leaderCommit,
+      entries: [
+        { term: request.term, type: 'command', command: new Uint8Array([0, 255, 9]) },
+        { term: request.term, type: 'config', command: new Uint8Array(0), config: { voters: [1, 7], learners: [9], addresses: { 9: 'http://127.0.0.9:4009' } } },
+      ],
+    });
+  });
+
+  it('refuses to encode entries that are not consecutive after prevLogIndex (the body leaves indexes out)', () => {
+    const gap = { ...request, entries: [request.entries[0]!, { ...request.entries[1]!, index: 2 ** 45 + 5 }] };
+    expect(() => encodeAppendEntriesBinary(gap)).toThrow(WireFormatError);
   });
 });
