@@ -72,6 +72,7 @@ export class RaftCore {
   private readonly heartbeatTimeout: number;
   private readonly preVote: boolean;
   private readonly checkQuorum: boolean;
+  private readonly leaseReads: boolean;
   private readonly maxEntriesPerAppend: number;
   private readonly maxBytesPerAppend: number;
   private readonly maxInflight: number;
@@ -144,6 +145,7 @@ export class RaftCore {
     this.heartbeatTimeout = options.heartbeatTicks;
     this.preVote = options.preVote ?? CORE_DEFAULTS.preVote;
     this.checkQuorum = options.checkQuorum ?? CORE_DEFAULTS.checkQuorum;
+    this.leaseReads = options.leaseReads ?? false;
     this.maxEntriesPerAppend = options.maxEntriesPerAppend ?? CORE_DEFAULTS.maxEntriesPerAppend;
     this.maxBytesPerAppend = options.maxBytesPerAppend ?? CORE_DEFAULTS.maxBytesPerAppend;
     this.maxInflight = options.maxInflightAppends ?? CORE_DEFAULTS.maxInflightAppends;
@@ -656,8 +658,14 @@ export class RaftCore {
     return true;
   }
 
+  /**
+   * Whether this server keeps a leader's lease: it heard from a leader less than an election timeout
+   * ago (CheckQuorum), or, where leaders serve lease reads, it started less than one ago (it may have
+   * granted a lease before a restart and forgotten it).
+   */
   private inLease(): boolean {
-    return this.checkQuorum && this.leader !== NO_NODE && this.electionElapsed < this.electionTimeout;
+    if (!this.checkQuorum) return false;
+    return (this.leader !== NO_NODE && this.electionElapsed < this.electionTimeout) || (this.leaseReads && this.ticks < this.electionTimeout);
   }
 
   private becomeFollower(term: number, leader: NodeId): void {

@@ -299,6 +299,13 @@ export interface RaftCoreOptions {
   readonly preVote?: boolean;
   /** CheckQuorum (thesis §6.2): a leader steps down when a quorum was silent for a timeout. Default true. */
   readonly checkQuorum?: boolean;
+  /**
+   * The cluster's leaders serve lease reads (thesis §6.4.1; the driver keeps the lease). Followers
+   * keep a lease by refusing votes for an election timeout after they heard from the leader (CheckQuorum
+   * does that); with this set, a server also refuses them for its first election timeout after it
+   * started, because a lease it granted must outlive a restart. Set it alike on every server. Default false.
+   */
+  readonly leaseReads?: boolean;
   /** At most this many entries in one AppendEntries. Default 512. */
   readonly maxEntriesPerAppend?: number;
   /** At most about this many command bytes in one AppendEntries (one entry is always allowed). Default 1 MiB. */

@@ -58,6 +58,15 @@ export interface RaftTimingOptions {
   readonly preVote?: boolean;
   /** CheckQuorum (thesis §6.2). Default true. */
   readonly checkQuorum?: boolean;
+  /**
+   * Lease reads (thesis §6.4.1), opt-in: a leader that had a quorum confirm its leadership less than
+   * about 0.9 election timeouts ago answers `read()`/`barrier()` (its own and its followers') without
+   * another round of heartbeats. Safe only under a clock assumption ReadIndex does not need: the
+   * servers' clocks run at rates within 10 % of each other, and no process is suspended (VM pause,
+   * SIGSTOP) for long without its timers noticing. Needs `checkQuorum`; set it alike on every server
+   * (each then also refuses votes for its first election timeout after a start). Default false.
+   */
+  readonly leaseReads?: boolean;
 }
 
 /** Everything a {@link RaftNode} needs. */
@@ -97,6 +106,7 @@ export interface ResolvedTiming {
   readonly commitsBufferEntries: number;
   readonly preVote: boolean;
   readonly checkQuorum: boolean;
+  readonly leaseReads: boolean;
 }
 
 /** The defaults, in one place. */
@@ -134,6 +144,10 @@ export function resolveTiming(options: RaftTimingOptions): ResolvedTiming {
       throw new RaftOptionsError(field, `must be a non-negative integer, got ${String(value)}`);
     }
   }
+  if (options.leaseReads !== undefined && typeof options.leaseReads !== 'boolean') throw new RaftOptionsError('leaseReads', `must be a boolean, got ${String(options.leaseReads)}`);
+  if (options.leaseReads && options.checkQuorum === false) {
+    throw new RaftOptionsError('leaseReads', 'needs checkQuorum: followers keep a lease by refusing votes while they hear from the leader');
+  }
   const electionTimeoutMs = options.electionTimeoutMs ?? RAFT_DEFAULTS.electionTimeoutMs;
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? electionTimeoutMs / 10;
   if (heartbeatIntervalMs >= electionTimeoutMs) {
@@ -157,6 +171,7 @@ export function resolveTiming(options: RaftTimingOptions): ResolvedTiming {
     commitsBufferEntries: options.commitsBufferEntries ?? RAFT_DEFAULTS.commitsBufferEntries,
     preVote: options.preVote ?? true,
     checkQuorum: options.checkQuorum ?? true,
+    leaseReads: options.leaseReads ?? false,
   };
 }
 

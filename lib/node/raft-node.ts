@@ -199,6 +199,8 @@ export class RaftNode {
   private readonly snapshotTransfers = new Set<NodeId>();
   private readonly commandWaiters = new Map<number, CommandWaiter>();
   private readonly readWaiters = new Map<number, Waiter<number>>();
+  /** With `leaseReads`: until when (performance.now) this leader may answer reads without a round. */
+  private lease: { until: number; term: number; configuration: Configuration | undefined } | undefined;
   private nextReadId = 1;
   private readonly changeWaiters = new Map<number, Waiter<void>>();
   private readonly stateSubject = new BehaviorSubject<RaftState>({ role: 'stopped', term: 0, leaderId: 0 });
@@ -317,6 +319,7 @@ export class RaftNode {
         heartbeatTicks: Math.min(ticksOf(this.timing.heartbeatIntervalMs), electionTimeoutTicks - 1),
         preVote: this.timing.preVote,
         checkQuorum: this.timing.checkQuorum,
+        leaseReads: this.timing.leaseReads,
         maxEntriesPerAppend: this.timing.maxEntriesPerAppend,
         maxBytesPerAppend: this.timing.maxBytesPerAppend,
         maxInflightAppends: this.timing.maxInflightAppends,
@@ -679,19 +682,60 @@ export class RaftNode {
     }
   }
 
+  /**
+   * How long a lease lasts after the heartbeats that confirmed it were sent. A follower refuses votes
+   * for `electionTimeoutTicks` of its ticks after it heard from the leader; counted short here: one
+   * tick less (its first may come at once), each tick 1 ms short (timers round to milliseconds), and
+   * 10 % less for clocks that run at different rates (the assumption: no clock runs more than 10 %
+   * faster than another's, and no process sleeps through its timers without noticing).
+   */
+  private leaseMs(): number {
+    const { tickMs, electionTimeoutMs } = this.timing;
+    const ticks = Math.max(1, Math.round(electionTimeoutMs / tickMs));
+    return Math.max(0, (ticks - 1) * (tickMs - 1)) * 0.9;
+  }
+
   /** Runs `query` against this node's state machine once it reflects every write committed before the call. */
   async read<T>(query: () => T | Promise<T>, options?: CommandOptions): Promise<T> {
     await this.barrier(options);
     return query();
   }
 
-  /** On the leader: a read index confirmed by a quorum (not yet necessarily applied here). */
+  /**
+   * On the leader: a read index confirmed by a quorum (not yet necessarily applied here). With
+   * `leaseReads`, while the lease of the last confirmed round holds, the commit index at once.
+   */
   private readIndexHere(options: RpcOptions = {}): Promise<number> {
     this.ensureRunning();
     const core = this.core!;
     if (core.role !== 'leader') throw new NotLeaderError(core.leaderId, this.urlOf(core.leaderId));
+    const lease = this.lease;
+    if (
+      lease &&
+      performance.now() < lease.until &&
+      lease.term === core.term &&
+      lease.configuration === core.configuration &&
+      core.transferee === 0 // a handover lets the voters skip their lease
+    ) {
+      return Promise.resolve(core.commitIndex);
+    }
     const id = this.nextReadId++;
-    const confirmed = new Promise<number>((resolve, reject) => this.readWaiters.set(id, { resolve, reject }));
+    const askedAt = performance.now();
+    const term = core.term;
+    const confirmed = new Promise<number>((resolve, reject) =>
+      this.readWaiters.set(id, {
+        resolve: (index) => {
+          // A quorum answered heartbeats sent after `askedAt`: none of them votes for another
+          // candidate for an election timeout from then (counted short, see leaseMs).
+          if (this.timing.leaseReads && this.core?.role === 'leader' && this.core.term === term) {
+            const until = askedAt + this.leaseMs();
+            if (!this.lease || this.lease.term !== term || this.lease.until < until) this.lease = { until, term, configuration: this.core.configuration };
+          }
+          resolve(index);
+        },
+        reject,
+      }),
+    );
     core.readIndex(id);
     this.schedule();
     return this.withDeadline(confirmed, options.timeoutMs ?? this.timing.commandTimeoutMs, options.signal, () => this.readWaiters.delete(id));

@@ -48,6 +48,7 @@ export class AppModule implements NestModule {
           ...(config.snapshotEvery !== undefined ? { snapshotEvery: config.snapshotEvery } : {}),
           ...(config.snapshotTrailingEntries !== undefined ? { snapshotTrailingEntries: config.snapshotTrailingEntries } : {}),
           ...(config.appendEntriesEncoding ? { appendEntriesEncoding: config.appendEntriesEncoding } : {}),
+          ...(config.leaseReads ? { leaseReads: true } : {}),
           ...(config.clusterSecret ? { clusterSecret: config.clusterSecret } : {}),
           ...(config.previousClusterSecrets ? { previousClusterSecrets: config.previousClusterSecrets } : {}),
           ...(config.insecureNoAuth ? { insecureNoAuth: true } : {}),

@@ -138,6 +138,26 @@ describe('elections', () => {
     expect(responses(c.node(2).ready().messages)).toHaveLength(0);
   });
 
+  it('with lease reads, a server that just started refuses votes for an election timeout (a lease it granted outlives its restart)', () => {
+    for (const leaseReads of [true, false]) {
+      const v = new RaftCore({ id: 1, electionTimeoutTicks: 10, heartbeatTicks: 1, random: () => 0.99, leaseReads }, { ...noState, hardState: { term: 3, vote: 2, commit: 0 } });
+      for (let i = 0; i < 9; i++) v.tick();
+      v.step(voteRequest({ from: 3, term: 4, lastLogIndex: 5, lastLogTerm: 3 }));
+      if (leaseReads) {
+        expect(v.term).toBe(3); // ignored: no term change, no answer
+        expect(responses(v.ready().messages)).toHaveLength(0);
+        v.step(voteRequest({ from: 3, term: 4, lastLogIndex: 5, lastLogTerm: 3, transfer: true }));
+        expect(responses(v.ready().messages)).toMatchObject([{ voteGranted: true, term: 4 }]); // a leader's own handover is heard
+      } else {
+        expect(responses(v.ready().messages)).toMatchObject([{ voteGranted: true, term: 4 }]);
+      }
+    }
+    const late = new RaftCore({ id: 1, electionTimeoutTicks: 10, heartbeatTicks: 1, random: () => 0.99, leaseReads: true }, { ...noState, hardState: { term: 3, vote: 2, commit: 0 } });
+    for (let i = 0; i < 10; i++) late.tick();
+    late.step(voteRequest({ from: 3, term: 4, lastLogIndex: 5, lastLogTerm: 3 }));
+    expect(responses(late.ready().messages)).toMatchObject([{ voteGranted: true, term: 4 }]);
+  });
+
   it('ignores vote requests from servers outside its configuration whose log is behind (a removed server)', () => {
     const entries = [{ index: 1, term: 1, type: 'noop' as const, command: new Uint8Array() }];
     const v = new RaftCore({ id: 1, electionTimeoutTicks: 10, heartbeatTicks: 1, random: () => 0 }, { ...noState, hardState: { term: 1, vote: 0, commit: 1 }, entries });

@@ -23,4 +23,9 @@ describe("the sample's configuration from the environment", () => {
     expect(loadConfig({ NODE_ID: '1' }).appendEntriesEncoding).toBeUndefined();
     expect(() => loadConfig({ NODE_ID: '1', APPEND_ENTRIES_ENCODING: 'xml' })).toThrow(/^APPEND_ENTRIES_ENCODING must be binary or json/);
   });
+
+  it('turns lease reads on only when asked', () => {
+    expect(loadConfig({ NODE_ID: '1', LEASE_READS: '1' }).leaseReads).toBe(true);
+    expect(loadConfig({ NODE_ID: '1' }).leaseReads).toBeUndefined();
+  });
 });

@@ -275,6 +275,64 @@ describe('linearizable reads without log writes (ReadIndex)', () => {
   });
 });
 
+describe('lease reads (opt-in, thesis §6.4.1)', () => {
+  const leaseOptions = { leaseReads: true, electionTimeoutMs: 300, tickMs: 10 };
+
+  it('answer on the leader and on followers without a heartbeat round while the lease holds', async () => {
+    cluster = new MemoryCluster([1, 2, 3], leaseOptions);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    await leader.command('set l 1');
+    await leader.barrier(); // a confirmed round: the lease starts
+    let appends = 0;
+    for (const node of cluster.nodes.values()) {
+      if (node === leader) continue;
+      const handler = node.rpcHandler;
+      cluster.network.register({ ...handler, appendEntries: (request) => (appends++, handler.appendEntries(request)) });
+    }
+    const follower = [...cluster.nodes.values()].find((n) => n !== leader)!;
+    const index = leader.commitIndex;
+    for (let i = 0; i < 20; i++) {
+      expect(await leader.read(() => cluster!.machines.get(leader.id)!.data.get('l'))).toBe('1');
+      expect(await follower.barrier()).toBe(index);
+    }
+    // 40 reads; a ReadIndex round each would have sent 80 AppendEntries. Only heartbeats went (one per 30 ms).
+    expect(appends).toBeLessThan(10);
+    expect(leader.commitIndex).toBe(index); // and no log writes
+  });
+
+  it('a leader cut off from the quorum stops serving them before any other node can lead', async () => {
+    cluster = new MemoryCluster([1, 2, 3], leaseOptions);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    await leader.command('set l 1');
+    await leader.barrier();
+    cluster.network.isolate(leader.id);
+    const others = [1, 2, 3].filter((id) => id !== leader.id);
+    let lastLeaseRead = 0;
+    let newLeaderAt = 0;
+    // Until a new leader is there: every read the isolated leader still answers must come before it.
+    while (!newLeaderAt) {
+      const answered = await leader.barrier({ timeoutMs: 5 }).then(() => true, () => false);
+      if (answered) lastLeaseRead = performance.now();
+      if (others.some((id) => cluster!.node(id).isLeader())) newLeaderAt = performance.now();
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    expect(lastLeaseRead).toBeGreaterThan(0); // it did serve from its lease while cut off
+    expect(lastLeaseRead).toBeLessThan(newLeaderAt);
+    // And never after: the new leader's write is not missed by a read on the old one.
+    const next = await cluster.leader(5000, others);
+    await next.command('set l 2');
+    await expect(leader.barrier({ timeoutMs: 100 })).rejects.toThrow();
+  });
+
+  it('needs checkQuorum', () => {
+    expect(() => new RaftNode({ nodeId: 1, storage: new MemoryStorage(), transport: new MemoryNetwork().transport(1), stateMachine: () => null, leaseReads: true, checkQuorum: false })).toThrow(
+      expect.objectContaining({ field: 'leaseReads' }),
+    );
+  });
+});
+
 describe('leadership transfer', () => {
   it('hands leadership over on request, and on a graceful stop of the leader', async () => {
     cluster = new MemoryCluster([1, 2, 3]);
