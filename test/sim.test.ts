@@ -69,8 +69,8 @@ describe('deterministic simulator', () => {
     expect(runSeed({ seed: 11, nodes: 5, durationMs: 5_000 }).digest).toBe(a.digest);
   });
 
-  it('exercises the faults it claims to (leaders, crashes, partitions, membership changes, clients)', () => {
-    const totals = { leaderTerms: 0, crashes: 0, networkChanges: 0, configChangesCommitted: 0, opsOk: 0, opsUnknown: 0, committedEntries: 0 };
+  it('exercises the faults it claims to (leaders, crashes, partitions, membership changes, clients, lease reads)', () => {
+    const totals = { leaderTerms: 0, crashes: 0, networkChanges: 0, configChangesCommitted: 0, opsOk: 0, opsUnknown: 0, committedEntries: 0, leaseReads: 0 };
     for (let seed = 1; seed <= 10; seed++) {
       const { stats } = runSeed({ seed, nodes: 5 });
       for (const key of Object.keys(totals) as (keyof typeof totals)[]) totals[key] += stats[key];
@@ -82,6 +82,7 @@ describe('deterministic simulator', () => {
     expect(totals.opsOk).toBeGreaterThan(1000);
     expect(totals.opsUnknown).toBeGreaterThan(0);
     expect(totals.committedEntries).toBeGreaterThan(1000);
+    expect(totals.leaseReads).toBeGreaterThan(0); // some seeds serve reads from the leader's lease
   });
 
   describe('negative controls: each broken rule is caught', () => {

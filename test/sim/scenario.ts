@@ -23,6 +23,8 @@ export interface Scenario {
     readonly maxEntriesPerAppend: number;
     readonly maxBytesPerAppend: number;
     readonly maxInflightAppends: number;
+    /** Leaders serve lease reads (thesis §6.4.1) besides ReadIndex: reads within the lease skip the round. */
+    readonly leaseReads: boolean;
   };
   readonly network: NetworkConditions;
   /** How often the network changes: partitions, isolating the leader, one-way cuts, healing. */
@@ -96,6 +98,7 @@ export function drawScenario(rng: Prng, options: ScenarioOptions): Scenario {
       maxEntriesPerAppend: rng.pick([1, 2, 3, 8, 64, 512]),
       maxBytesPerAppend: rng.pick([64, 1024, 1024 * 1024]),
       maxInflightAppends: rng.pick([1, 2, 8, 32]),
+      leaseReads: false, // drawn below, from a stream of its own
     },
     network: {
       lossRate: rng.uniform(0, 0.3),
@@ -136,7 +139,10 @@ export function drawScenario(rng: Prng, options: ScenarioOptions): Scenario {
     readIndexRatio: 0.5,
     transferMeanIntervalUs: 2_000 * ms,
   };
-  const tuned = tuneForBug(rng, base, options.bug);
+  // Lease reads need CheckQuorum; drawn from a stream of their own so the draws above stay as they were.
+  const lease = rng.fork(10);
+  const withLease = { ...base, engine: { ...base.engine, leaseReads: base.engine.checkQuorum && lease.chance(0.3) } };
+  const tuned = tuneForBug(rng, withLease, options.bug);
   // Drawn from a stream of its own, last, so that the draws above stay what they were for every seed.
   const snap = rng.fork(9);
   return {

@@ -50,6 +50,8 @@ export interface RunStats {
   transfers: number;
   snapshotsTaken: number;
   snapshotsInstalled: number;
+  /** Reads answered from a leader's lease, without a round. */
+  leaseReads: number;
   leaderTerms: number;
   maxTerm: number;
   configChangesProposed: number;
@@ -104,7 +106,9 @@ interface SimNode {
   /** Proposals accepted by this process, by index, waiting to be applied. */
   readonly pending: Map<number, Pending[]>;
   /** ReadIndex reads (thesis §6.4) this process accepted: waiting for the quorum, then for the apply. */
-  readonly reads: Map<number, { readonly key: string; readonly reply: (r: ClientReply) => void }>;
+  readonly reads: Map<number, { readonly key: string; readonly reply: (r: ClientReply) => void; readonly askedAt: number; readonly term: number }>;
+  /** With lease reads: until when (virtual µs) this leader answers reads without a round. */
+  lease: { readonly untilUs: number; readonly term: number; readonly configuration: Configuration | undefined } | undefined;
   confirmedReads: { readonly index: number; readonly key: string; readonly reply: (r: ClientReply) => void }[];
   /** Index of the latest snapshot this process took or restored. */
   snapshotIndex: number;
@@ -184,6 +188,7 @@ class Simulation {
       transfers: 0,
       snapshotsTaken: 0,
       snapshotsInstalled: 0,
+      leaseReads: 0,
       leaderTerms: 0,
       maxTerm: 0,
       configChangesProposed: 0,
@@ -253,6 +258,7 @@ class Simulation {
       id,
       disk: new Disk(base),
       core: undefined,
+      lease: undefined,
       up: false,
       incarnation: 0,
       saving: false,
@@ -290,6 +296,7 @@ class Simulation {
           maxEntriesPerAppend: s.maxEntriesPerAppend,
           maxBytesPerAppend: s.maxBytesPerAppend,
           maxInflightAppends: s.maxInflightAppends,
+          leaseReads: s.leaseReads,
           random: () => random.next(),
         },
         recovered,
@@ -310,6 +317,7 @@ class Simulation {
     node.arrived.clear();
     node.pending.clear();
     node.reads.clear();
+    node.lease = undefined;
     node.confirmedReads = [];
     node.seenRole = core.role;
     node.seenTerm = core.term;
@@ -342,6 +350,7 @@ class Simulation {
     node.saving = false;
     node.pending.clear();
     node.reads.clear();
+    node.lease = undefined;
     node.confirmedReads = [];
     node.ownSnapshot = undefined;
     node.arrived.clear();
@@ -502,7 +511,14 @@ class Simulation {
       const read = node.reads.get(state.id);
       if (!read) continue;
       node.reads.delete(state.id);
-      node.confirmedReads.push({ index: state.index, ...read });
+      node.confirmedReads.push({ index: state.index, key: read.key, reply: read.reply });
+      const core = node.core!;
+      if (this.scenario.engine.leaseReads && core.role === 'leader' && core.term === read.term) {
+        // A quorum answered heartbeats sent after the read was asked: none of them votes for another
+        // candidate for an election timeout of its ticks (one may come at once: one tick less).
+        const untilUs = read.askedAt + (this.scenario.engine.electionTimeoutTicks - 1) * TICK_US;
+        if (!node.lease || node.lease.term !== core.term || node.lease.untilUs < untilUs) node.lease = { untilUs, term: core.term, configuration: core.configuration };
+      }
     }
     this.serveReads(node);
     for (const outcome of ready.configurationChanges) {
@@ -622,6 +638,16 @@ class Simulation {
       const node = this.nodes.get(server);
       if (node === undefined || !node.up) return; // no answer: the client times out
       if (command.op === 'get' && this.netRng.chance(this.scenario.readIndexRatio)) {
+        const core = node.core!;
+        const lease = node.lease;
+        if (lease && core.role === 'leader' && this.queue.now < lease.untilUs && lease.term === core.term && lease.configuration === core.configuration && core.transferee === 0) {
+          // A lease read (thesis §6.4.1): the commit index, without a round.
+          this.stats.leaseReads++;
+          if (this.tracer) this.trace(`n${node.id} accepts read #${command.id} of ${command.key} from c${command.client} (lease until ${lease.untilUs} µs, at ${core.commitIndex})`);
+          node.confirmedReads.push({ index: core.commitIndex, key: command.key, reply: answer });
+          this.serveReads(node);
+          return;
+        }
         // A read through ReadIndex: no log entry, answered from this node's state once confirmed.
         const id = this.nextReadId++;
         try {
@@ -632,7 +658,7 @@ class Simulation {
           return;
         }
         if (this.tracer) this.trace(`n${node.id} accepts read #${command.id} of ${command.key} from c${command.client} (ReadIndex ${id})`);
-        node.reads.set(id, { key: command.key, reply: answer });
+        node.reads.set(id, { key: command.key, reply: answer, askedAt: this.queue.now, term: node.core!.term });
         this.pump(node);
         return;
       }
