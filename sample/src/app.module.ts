@@ -49,6 +49,7 @@ export class AppModule implements NestModule {
           ...(config.snapshotTrailingEntries !== undefined ? { snapshotTrailingEntries: config.snapshotTrailingEntries } : {}),
           ...(config.appendEntriesEncoding ? { appendEntriesEncoding: config.appendEntriesEncoding } : {}),
           ...(config.leaseReads ? { leaseReads: true } : {}),
+          ...(config.maxInflightAppends !== undefined ? { maxInflightAppends: config.maxInflightAppends } : {}),
           ...(config.clusterSecret ? { clusterSecret: config.clusterSecret } : {}),
           ...(config.previousClusterSecrets ? { previousClusterSecrets: config.previousClusterSecrets } : {}),
           ...(config.insecureNoAuth ? { insecureNoAuth: true } : {}),

@@ -17,6 +17,7 @@
  * | `CLUSTER_ID` | keeps several clusters apart in one database | `default` |
  * | `ELECTION_TIMEOUT_MS` | minimum election timeout | 250 |
  * | `SNAPSHOT_EVERY` | snapshot the key-value map and compact the log every this many entries (0: never) | 10000 |
+ * | `MAX_INFLIGHT_APPENDS` | pipelined AppendEntries per follower (the library's `maxInflightAppends`) | the library's default |
  * | `LEASE_READS` | `1`: reads (`GET /kv/:key`) from the leader's lease, without a heartbeat round (opt-in: assumes clock rates within 10 %; set it on every node) | off |
  * | `APPEND_ENTRIES_ENCODING` | how this node sends AppendEntries: `binary`, or `json` (the Go model's body) | binary |
  * | `SNAPSHOT_TRAILING_ENTRIES` | entries kept before a snapshot when compacting (a follower this little behind gets entries, not the snapshot) | 1000 |
@@ -38,6 +39,7 @@ export interface SampleConfig {
   snapshotTrailingEntries?: number;
   appendEntriesEncoding?: 'binary' | 'json';
   leaseReads?: boolean;
+  maxInflightAppends?: number;
   clusterSecret?: string;
   previousClusterSecrets?: string[];
   insecureNoAuth?: boolean;
@@ -92,6 +94,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): SampleConfig {
     electionTimeoutMs: Number(env.ELECTION_TIMEOUT_MS ?? 250),
     ...(env.SNAPSHOT_EVERY !== undefined ? { snapshotEvery: count('SNAPSHOT_EVERY', env.SNAPSHOT_EVERY) } : {}),
     ...(env.SNAPSHOT_TRAILING_ENTRIES !== undefined ? { snapshotTrailingEntries: count('SNAPSHOT_TRAILING_ENTRIES', env.SNAPSHOT_TRAILING_ENTRIES) } : {}),
+    ...(env.MAX_INFLIGHT_APPENDS !== undefined ? { maxInflightAppends: count('MAX_INFLIGHT_APPENDS', env.MAX_INFLIGHT_APPENDS) } : {}),
     ...(env.LEASE_READS === '1' || env.LEASE_READS === 'true' ? { leaseReads: true } : {}),
     ...(env.APPEND_ENTRIES_ENCODING !== undefined ? { appendEntriesEncoding: encoding(env.APPEND_ENTRIES_ENCODING) } : {}),
     ...(env.RAFT_CLUSTER_SECRET ? { clusterSecret: env.RAFT_CLUSTER_SECRET } : {}),

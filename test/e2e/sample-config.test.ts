@@ -28,4 +28,9 @@ describe("the sample's configuration from the environment", () => {
     expect(loadConfig({ NODE_ID: '1', LEASE_READS: '1' }).leaseReads).toBe(true);
     expect(loadConfig({ NODE_ID: '1' }).leaseReads).toBeUndefined();
   });
+
+  it('passes the pipelining depth through, and refuses a bad one', () => {
+    expect(loadConfig({ NODE_ID: '1', MAX_INFLIGHT_APPENDS: '4' }).maxInflightAppends).toBe(4);
+    expect(() => loadConfig({ NODE_ID: '1', MAX_INFLIGHT_APPENDS: 'x' })).toThrow(/^MAX_INFLIGHT_APPENDS must be a non-negative integer/);
+  });
 });
