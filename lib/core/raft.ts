@@ -108,6 +108,10 @@ export class RaftCore {
   private pendingSnapshot: SnapshotMetadata | undefined;
 
   private ticks = 0;
+  /** The tick of the last AppendEntries or InstallSnapshot from a leader (with lease reads: the promise not to vote). */
+  private heardFromLeaderAt = Number.NEGATIVE_INFINITY;
+  /** A leadership transfer was started in this term: its TimeoutNow may arrive any time, and voters skip their lease for it. */
+  private transferredInTerm = false;
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
   private randomizedElectionTimeout = 0;
@@ -324,6 +328,7 @@ export class RaftCore {
     if (this.currentRole !== 'follower') this.becomeFollower(this.currentTerm, m.from);
     this.leader = m.from;
     this.electionElapsed = 0;
+    this.heardFromLeaderAt = this.ticks;
     const s = m.snapshot;
     if (s.index <= this.commit) {
       // Everything up to our commit index agrees with the leader's log (Leader Completeness).
@@ -453,12 +458,21 @@ export class RaftCore {
     if (to === this.id) return;
     if (!isVoter(this.config, to) || !this.progress.has(to)) throw new ConfigurationChangeError('invalid', `node ${to} is not a voter of this cluster`);
     this.transfer = { to, deadline: this.ticks + this.electionTimeout };
+    this.transferredInTerm = true;
     this.maybeSendTimeoutNow();
   }
 
   /** The leadership transfer under way, if any. */
   get transferee(): NodeId {
     return this.transfer?.to ?? NO_NODE;
+  }
+
+  /**
+   * Whether this leader started a leadership transfer in its current term, even one given up since:
+   * a TimeoutNow it sent may still arrive, and voters skip their lease for it. No lease reads then.
+   */
+  get transferStartedInTerm(): boolean {
+    return this.transferredInTerm;
   }
 
   private maybeSendTimeoutNow(): void {
@@ -665,7 +679,16 @@ export class RaftCore {
    */
   private inLease(): boolean {
     if (!this.checkQuorum) return false;
-    return (this.leader !== NO_NODE && this.electionElapsed < this.electionTimeout) || (this.leaseReads && this.ticks < this.electionTimeout);
+    return (this.leader !== NO_NODE && this.electionElapsed < this.electionTimeout) || this.promisedLease();
+  }
+
+  /**
+   * With lease reads, the promise a leader's lease rests on: no vote (but for a transfer) within an
+   * election timeout of hearing from a leader, whatever happened since (a higher term learnt from a
+   * stray answer forgets the leader, not the promise), nor within one of starting.
+   */
+  private promisedLease(): boolean {
+    return this.leaseReads && (this.ticks - this.heardFromLeaderAt < this.electionTimeout || this.ticks < this.electionTimeout);
   }
 
   private becomeFollower(term: number, leader: NodeId): void {
@@ -673,6 +696,7 @@ export class RaftCore {
     if (term !== this.currentTerm) {
       this.currentTerm = term;
       this.votedFor = NO_NODE;
+      this.transferredInTerm = false;
     }
     this.currentRole = 'follower';
     this.leader = leader;
@@ -760,6 +784,7 @@ export class RaftCore {
     } else {
       this.currentRole = 'candidate';
       this.currentTerm++;
+      this.transferredInTerm = false;
       this.votedFor = this.id; // persisted (hardState) before the requests leave
     }
     this.leader = NO_NODE;
@@ -787,7 +812,9 @@ export class RaftCore {
     // One vote per term (§5.2): already ours for this candidate, or not cast and no leader known.
     // A pre-vote for a higher term promises nothing, so it may be granted regardless (thesis §9.6).
     const free = this.votedFor === m.from || (this.votedFor === NO_NODE && this.leader === NO_NODE) || (m.preVote && m.term > this.currentTerm);
-    const grant = free && this.raftLog.isUpToDate(m.lastLogIndex, m.lastLogTerm);
+    // A real vote at this term, too, waits for the lease promise (the higher-term check is in acceptTerm).
+    const promised = !m.preVote && !m.transfer && this.votedFor !== m.from && this.promisedLease();
+    const grant = free && !promised && this.raftLog.isUpToDate(m.lastLogIndex, m.lastLogTerm);
     if (grant && !m.preVote) {
       this.votedFor = m.from;
       this.resetElectionTimer();
@@ -825,6 +852,7 @@ export class RaftCore {
     if (this.currentRole !== 'follower') this.becomeFollower(this.currentTerm, m.from);
     this.leader = m.from;
     this.electionElapsed = 0;
+    this.heardFromLeaderAt = this.ticks;
 
     const last = this.raftLog.lastIndex;
     const echo = m.context !== undefined ? { context: m.context } : {};

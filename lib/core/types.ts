@@ -300,10 +300,11 @@ export interface RaftCoreOptions {
   /** CheckQuorum (thesis §6.2): a leader steps down when a quorum was silent for a timeout. Default true. */
   readonly checkQuorum?: boolean;
   /**
-   * The cluster's leaders serve lease reads (thesis §6.4.1; the driver keeps the lease). Followers
-   * keep a lease by refusing votes for an election timeout after they heard from the leader (CheckQuorum
-   * does that); with this set, a server also refuses them for its first election timeout after it
-   * started, because a lease it granted must outlive a restart. Set it alike on every server. Default false.
+   * The cluster's leaders serve lease reads (thesis §6.4.1; the driver keeps the lease). A server
+   * then refuses votes (but for a leadership transfer), at any term, within an election timeout of
+   * hearing from a leader, even if it has since moved to a higher term and forgotten that leader, and
+   * within one of starting, because a lease it granted must outlive a restart. Set it alike on every
+   * server. Default false.
    */
   readonly leaseReads?: boolean;
   /** At most this many entries in one AppendEntries. Default 512. */

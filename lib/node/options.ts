@@ -63,8 +63,10 @@ export interface RaftTimingOptions {
    * about 0.9 election timeouts ago answers `read()`/`barrier()` (its own and its followers') without
    * another round of heartbeats. Safe only under a clock assumption ReadIndex does not need: the
    * servers' clocks run at rates within 10 % of each other, and no process is suspended (VM pause,
-   * SIGSTOP) for long without its timers noticing. Needs `checkQuorum`; set it alike on every server
-   * (each then also refuses votes for its first election timeout after a start). Default false.
+   * SIGSTOP) for long without its timers noticing. Needs `checkQuorum`; set it, and the same
+   * `electionTimeoutMs` and `tickMs`, on every server: the leader counts on its followers' promise not
+   * to vote within an election timeout (of their own clocks) of hearing from a leader or of starting.
+   * A leader that started a leadership transfer serves no lease reads for the rest of that term. Default false.
    */
   readonly leaseReads?: boolean;
 }

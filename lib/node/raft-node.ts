@@ -310,13 +310,12 @@ export class RaftNode {
       appliedIndex = stored.metadata.index;
       this.logger?.log(`${this.who()}: restored the state machine from the snapshot at ${appliedIndex}`);
     }
-    const ticksOf = (ms: number) => Math.max(1, Math.round(ms / this.timing.tickMs));
-    const electionTimeoutTicks = ticksOf(this.timing.electionTimeoutMs);
+    const electionTimeoutTicks = ticksOf(this.timing.electionTimeoutMs, this.timing.tickMs);
     this.core = new RaftCore(
       {
         id: this.id,
         electionTimeoutTicks,
-        heartbeatTicks: Math.min(ticksOf(this.timing.heartbeatIntervalMs), electionTimeoutTicks - 1),
+        heartbeatTicks: Math.min(ticksOf(this.timing.heartbeatIntervalMs, this.timing.tickMs), electionTimeoutTicks - 1),
         preVote: this.timing.preVote,
         checkQuorum: this.timing.checkQuorum,
         leaseReads: this.timing.leaseReads,
@@ -691,8 +690,7 @@ export class RaftNode {
    */
   private leaseMs(): number {
     const { tickMs, electionTimeoutMs } = this.timing;
-    const ticks = Math.max(1, Math.round(electionTimeoutMs / tickMs));
-    return Math.max(0, (ticks - 1) * (tickMs - 1)) * 0.9;
+    return Math.max(0, (ticksOf(electionTimeoutMs, tickMs) - 1) * (tickMs - 1)) * 0.9;
   }
 
   /** Runs `query` against this node's state machine once it reflects every write committed before the call. */
@@ -715,21 +713,24 @@ export class RaftNode {
       performance.now() < lease.until &&
       lease.term === core.term &&
       lease.configuration === core.configuration &&
-      core.transferee === 0 // a handover lets the voters skip their lease
+      !core.transferStartedInTerm // a handover lets the voters skip their promise, for the rest of the term
     ) {
       return Promise.resolve(core.commitIndex);
     }
     const id = this.nextReadId++;
     const askedAt = performance.now();
     const term = core.term;
+    const configuration = core.configuration;
     const confirmed = new Promise<number>((resolve, reject) =>
       this.readWaiters.set(id, {
         resolve: (index) => {
           // A quorum answered heartbeats sent after `askedAt`: none of them votes for another
-          // candidate for an election timeout from then (counted short, see leaseMs).
-          if (this.timing.leaseReads && this.core?.role === 'leader' && this.core.term === term) {
+          // candidate for an election timeout from then (counted short, see leaseMs), unless this
+          // leader handed over (then voters skip the promise) or the configuration changed meanwhile.
+          const now = this.core;
+          if (this.timing.leaseReads && now?.role === 'leader' && now.term === term && now.configuration === configuration && !now.transferStartedInTerm) {
             const until = askedAt + this.leaseMs();
-            if (!this.lease || this.lease.term !== term || this.lease.until < until) this.lease = { until, term, configuration: this.core.configuration };
+            if (!this.lease || this.lease.term !== term || this.lease.until < until) this.lease = { until, term, configuration };
           }
           resolve(index);
         },
@@ -1473,3 +1474,7 @@ function isRetryable(error: unknown): boolean {
   );
 }
 
+/** A duration in whole ticks of the node's clock (at least one). */
+function ticksOf(ms: number, tickMs: number): number {
+  return Math.max(1, Math.round(ms / tickMs));
+}

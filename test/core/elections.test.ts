@@ -158,6 +158,28 @@ describe('elections', () => {
     expect(responses(late.ready().messages)).toMatchObject([{ voteGranted: true, term: 4 }]);
   });
 
+  it('with lease reads, keeps its promise not to vote after a stray higher-term answer made it forget the leader', () => {
+    for (const leaseReads of [true, false]) {
+      const f = new RaftCore({ id: 2, electionTimeoutTicks: 10, heartbeatTicks: 1, random: () => 0.99, leaseReads }, { ...noState, hardState: { term: 3, vote: 1, commit: 0 } });
+      for (let i = 0; i < 10; i++) f.tick(); // past its start-up promise
+      f.step({ type: 'AppendEntries', from: 1, to: 2, term: 3, prevLogIndex: 0, prevLogTerm: 0, entries: [], leaderCommit: 0 });
+      f.ready();
+      // An answer to an old vote request of its own, from a node already at term 4: it moves to 4, leader unknown.
+      f.step({ type: 'RequestVoteResponse', from: 3, to: 2, term: 4, voteGranted: false, preVote: false });
+      expect(f.term).toBe(4);
+      expect(f.leaderId).toBe(0);
+      f.ready();
+      f.step(voteRequest({ from: 3, to: 2, term: 4, lastLogIndex: 9, lastLogTerm: 3 }));
+      const [answer] = responses(f.ready().messages);
+      // Without the lease, the vote goes; with it, not within an election timeout of hearing from node 1.
+      expect(answer).toMatchObject({ voteGranted: !leaseReads, term: 4 });
+      if (!leaseReads) continue;
+      for (let i = 0; i < 10; i++) f.tick();
+      f.step(voteRequest({ from: 3, to: 2, term: 4, lastLogIndex: 9, lastLogTerm: 3 }));
+      expect(responses(f.ready().messages)).toMatchObject([{ voteGranted: true, term: 4 }]);
+    }
+  });
+
   it('ignores vote requests from servers outside its configuration whose log is behind (a removed server)', () => {
     const entries = [{ index: 1, term: 1, type: 'noop' as const, command: new Uint8Array() }];
     const v = new RaftCore({ id: 1, electionTimeoutTicks: 10, heartbeatTicks: 1, random: () => 0 }, { ...noState, hardState: { term: 1, vote: 0, commit: 1 }, entries });

@@ -326,6 +326,33 @@ describe('lease reads (opt-in, thesis §6.4.1)', () => {
     await expect(leader.barrier({ timeoutMs: 100 })).rejects.toThrow();
   });
 
+  it('are off for the rest of a term in which the leader started a transfer (its TimeoutNow may still arrive)', async () => {
+    cluster = new MemoryCluster([1, 2, 3], leaseOptions);
+    await cluster.startAll();
+    const leader = await cluster.leader();
+    await leader.command('set l 1');
+    await leader.barrier(); // a lease
+    const target = [1, 2, 3].find((id) => id !== leader.id)!;
+    cluster.network.disconnect(leader.id, target); // the handover cannot happen
+    await expect(leader.transferLeadership(target, { timeoutMs: 200 })).rejects.toBeInstanceOf(CommandTimeoutError);
+    // Until the engine gives the transfer up (an election timeout), then on: its TimeoutNow may still be on its way.
+    const core = (leader as unknown as { core: { transferee: number } }).core;
+    for (let waited = 0; core.transferee !== 0 && waited < 2_000; waited += 10) await new Promise((r) => setTimeout(r, 10));
+    expect(core.transferee).toBe(0);
+    cluster.network.heal();
+    expect(leader.isLeader()).toBe(true);
+    let appends = 0;
+    for (const node of cluster.nodes.values()) {
+      if (node === leader) continue;
+      const handler = node.rpcHandler;
+      cluster.network.register({ ...handler, appendEntries: (request) => (appends++, handler.appendEntries(request)) });
+    }
+    const term = leader.term;
+    for (let i = 0; i < 10; i++) await leader.barrier();
+    expect(leader.term).toBe(term);
+    expect(appends).toBeGreaterThanOrEqual(10); // every read took a round
+  });
+
   it('needs checkQuorum', () => {
     expect(() => new RaftNode({ nodeId: 1, storage: new MemoryStorage(), transport: new MemoryNetwork().transport(1), stateMachine: () => null, leaseReads: true, checkQuorum: false })).toThrow(
       expect.objectContaining({ field: 'leaseReads' }),

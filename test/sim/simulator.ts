@@ -106,7 +106,10 @@ interface SimNode {
   /** Proposals accepted by this process, by index, waiting to be applied. */
   readonly pending: Map<number, Pending[]>;
   /** ReadIndex reads (thesis §6.4) this process accepted: waiting for the quorum, then for the apply. */
-  readonly reads: Map<number, { readonly key: string; readonly reply: (r: ClientReply) => void; readonly askedAt: number; readonly term: number }>;
+  readonly reads: Map<
+    number,
+    { readonly key: string; readonly reply: (r: ClientReply) => void; readonly askedAt: number; readonly term: number; readonly configuration: Configuration | undefined }
+  >;
   /** With lease reads: until when (virtual µs) this leader answers reads without a round. */
   lease: { readonly untilUs: number; readonly term: number; readonly configuration: Configuration | undefined } | undefined;
   confirmedReads: { readonly index: number; readonly key: string; readonly reply: (r: ClientReply) => void }[];
@@ -513,11 +516,11 @@ class Simulation {
       node.reads.delete(state.id);
       node.confirmedReads.push({ index: state.index, key: read.key, reply: read.reply });
       const core = node.core!;
-      if (this.scenario.engine.leaseReads && core.role === 'leader' && core.term === read.term) {
+      if (this.scenario.engine.leaseReads && core.role === 'leader' && core.term === read.term && core.configuration === read.configuration && !core.transferStartedInTerm) {
         // A quorum answered heartbeats sent after the read was asked: none of them votes for another
         // candidate for an election timeout of its ticks (one may come at once: one tick less).
         const untilUs = read.askedAt + (this.scenario.engine.electionTimeoutTicks - 1) * TICK_US;
-        if (!node.lease || node.lease.term !== core.term || node.lease.untilUs < untilUs) node.lease = { untilUs, term: core.term, configuration: core.configuration };
+        if (!node.lease || node.lease.term !== core.term || node.lease.untilUs < untilUs) node.lease = { untilUs, term: core.term, configuration: read.configuration };
       }
     }
     this.serveReads(node);
@@ -640,7 +643,7 @@ class Simulation {
       if (command.op === 'get' && this.netRng.chance(this.scenario.readIndexRatio)) {
         const core = node.core!;
         const lease = node.lease;
-        if (lease && core.role === 'leader' && this.queue.now < lease.untilUs && lease.term === core.term && lease.configuration === core.configuration && core.transferee === 0) {
+        if (lease && core.role === 'leader' && this.queue.now < lease.untilUs && lease.term === core.term && lease.configuration === core.configuration && !core.transferStartedInTerm) {
           // A lease read (thesis §6.4.1): the commit index, without a round.
           this.stats.leaseReads++;
           if (this.tracer) this.trace(`n${node.id} accepts read #${command.id} of ${command.key} from c${command.client} (lease until ${lease.untilUs} µs, at ${core.commitIndex})`);
@@ -658,7 +661,7 @@ class Simulation {
           return;
         }
         if (this.tracer) this.trace(`n${node.id} accepts read #${command.id} of ${command.key} from c${command.client} (ReadIndex ${id})`);
-        node.reads.set(id, { key: command.key, reply: answer, askedAt: this.queue.now, term: node.core!.term });
+        node.reads.set(id, { key: command.key, reply: answer, askedAt: this.queue.now, term: node.core!.term, configuration: node.core!.configuration });
         this.pump(node);
         return;
       }
