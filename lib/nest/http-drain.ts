@@ -45,11 +45,32 @@ export class HttpServerDrain {
   private closing: Promise<void> | undefined;
 
   constructor(private readonly server: Server) {
-    // An HTTPS server's requests come on the TLS socket, not on the TCP one under it.
-    server.on(server instanceof TlsServer ? 'secureConnection' : 'connection', (socket: Socket) => {
+    const track = (socket: Socket) => {
       this.connections.set(socket, { busy: new Set(), idleSince: Date.now() });
       socket.once('close', () => this.connections.delete(socket));
-    });
+    };
+    if (server instanceof TlsServer) {
+      // An HTTPS server's requests come on the TLS socket, not on the TCP one under it; until its
+      // handshake is done, the TCP socket counts (an idle connection, closed after the grace).
+      const handshaking = new Map<string, Socket>();
+      const key = (s: Socket) => `${s.remoteAddress}|${s.remotePort}`;
+      server.on('connection', (raw: Socket) => {
+        const k = key(raw);
+        handshaking.set(k, raw);
+        track(raw);
+        raw.once('close', () => handshaking.get(k) === raw && handshaking.delete(k));
+      });
+      server.on('secureConnection', (socket: Socket) => {
+        const raw = handshaking.get(key(socket));
+        if (raw) {
+          handshaking.delete(key(socket));
+          this.connections.delete(raw);
+        }
+        track(socket);
+      });
+    } else {
+      server.on('connection', track);
+    }
     // First of the request listeners: the header is set before any handler can answer.
     server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
       const state = this.connections.get(req.socket);

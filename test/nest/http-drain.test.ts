@@ -139,4 +139,19 @@ describe('HttpServerDrain', () => {
     expect(out.text()).toMatch(/connection: close[\s\S]*slow done$/i);
     await closing;
   });
+
+  it('closes an HTTPS connection stuck before its TLS handshake after the grace, not at the TLS handshake timeout', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'raft-drain-tls-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'key.pem', '-out', 'cert.pem', '-days', '1', '-subj', '/CN=127.0.0.1'], { cwd: dir, stdio: 'pipe' });
+    const server = createHttpsServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (_req, res) => res.end('ok'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    servers.push(server);
+    const drain = new HttpServerDrain(server);
+    const silent = connect((server.address() as { port: number }).port, '127.0.0.1'); // TCP only: never says hello
+    const ended = collect(silent).ended;
+    await expect.poll(() => drain.openConnections).toBe(1);
+    await drain.close({ idleGraceMs: 100, timeoutMs: 60_000 });
+    expect(drain.openConnections).toBe(0);
+    expect(await ended).toMatch(/end|reset/);
+  });
 });
