@@ -4,11 +4,11 @@ import { Test } from '@nestjs/testing';
 import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LeadershipLostError, NodeStoppedError, StorageFailureError } from '../../lib/core/errors.js';
-import type { InstallSnapshotRequest, InstallSnapshotResponse } from '../../lib/core/types.js';
 import { createRaftRpcController } from '../../lib/nest/raft-rpc.controller.js';
 import { DEFAULT_RPC_LIMITS, RAFT_RPC_HANDLER, RAFT_RPC_LIMITS, RAFT_SNAPSHOT_ASSEMBLER, type RaftRpcLimits } from '../../lib/nest/raft.constants.js';
 import { SnapshotAssembler } from '../../lib/transport/snapshot-assembler.js';
 import type { RaftRpcHandler } from '../../lib/transport/transport.js';
+import { RecordingSnapshotHandler } from '../support/snapshot-handler.js';
 
 /**
  * `POST {prefix}/installsnapshot` on the RPC controller (open mode; signatures are in test/security):
@@ -17,24 +17,10 @@ import type { RaftRpcHandler } from '../../lib/transport/transport.js';
 const HOST = '127.0.0.6';
 const SELF = 2;
 
-class SnapshotHandler implements RaftRpcHandler {
-  readonly id = SELF;
-  readonly installs: Array<{ request: InstallSnapshotRequest; data: Uint8Array }> = [];
-  failWith: Error | undefined;
-  async appendEntries(): Promise<never> {
-    throw new Error('not used');
-  }
-  async requestVote(): Promise<never> {
-    throw new Error('not used');
-  }
-  async command(): Promise<unknown> {
-    return null;
-  }
-  async setConfiguration(): Promise<void> {}
-  async installSnapshot(request: InstallSnapshotRequest, data: Uint8Array): Promise<InstallSnapshotResponse> {
-    this.installs.push({ request, data });
-    if (this.failWith) throw this.failWith;
-    return { type: 'InstallSnapshotResponse', from: SELF, to: request.from, term: request.term + 1, matchIndex: request.snapshot.index };
+/** Records first, then fails if told to; answers in a term one later than the request's. */
+class SnapshotHandler extends RecordingSnapshotHandler {
+  constructor() {
+    super(SELF, { termDelta: 1, recordFailed: true });
   }
 }
 

@@ -18,6 +18,7 @@ import { SnapshotTransferError } from '../../lib/transport/snapshot-assembler.js
 import type { RaftRpcHandler } from '../../lib/transport/transport.js';
 import { RaftHttpError, encodeInstallSnapshotChunk } from '../../lib/transport/wire.js';
 import { sendSigned } from '../security/helpers.js';
+import { RecordingSnapshotHandler } from '../support/snapshot-handler.js';
 
 /**
  * InstallSnapshot over HTTP, end to end: an {@link HttpTransport} peer sends to the real RPC
@@ -32,24 +33,9 @@ const SECRET = 'install snapshot test secret, 32';
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-class SnapshotRecorder implements RaftRpcHandler {
-  readonly id = SELF;
-  readonly installs: Array<{ request: InstallSnapshotRequest; data: Uint8Array }> = [];
-  failWith: Error | undefined;
-  async appendEntries(): Promise<never> {
-    throw new Error('not used');
-  }
-  async requestVote(): Promise<never> {
-    throw new Error('not used');
-  }
-  async command(): Promise<unknown> {
-    return null;
-  }
-  async setConfiguration(): Promise<void> {}
-  async installSnapshot(request: InstallSnapshotRequest, data: Uint8Array): Promise<InstallSnapshotResponse> {
-    if (this.failWith) throw this.failWith;
-    this.installs.push({ request, data });
-    return { type: 'InstallSnapshotResponse', from: SELF, to: request.from, term: request.term, matchIndex: request.snapshot.index };
+class SnapshotRecorder extends RecordingSnapshotHandler {
+  constructor() {
+    super(SELF);
   }
 }
 
