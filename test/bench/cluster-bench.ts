@@ -1269,11 +1269,10 @@ async function phaseInProcess(): Promise<void> {
       await sleep(1000);
     }
     const addedAt = performance.now();
-    if (!added) {
-      const target = raft.commitIndex;
+    /** The row of this join: what is known of the node now, and how the addition went. */
+    const joinResult = async (target: number, outcome: Partial<RejoinResult> & Pick<RejoinResult, 'commitSeconds' | 'appliedSeconds' | 'appliedBy'>) => {
       const mem = procMemory(proc.pid);
       const installed = snapshotInstall(proc, spawnedAt, snapshotEvents.slice(since), spec.id);
-      const last = attempts[attempts.length - 1]!;
       const j: RejoinResult = {
         name: 'join',
         description: `a new node with an empty database, added through POST /cluster/members on the leader`,
@@ -1281,17 +1280,24 @@ async function phaseInProcess(): Promise<void> {
         target,
         entries: target,
         apiSeconds: (apiAt - spawnedAt) / 1000,
-        commitSeconds: NaN,
-        appliedSeconds: NaN,
-        appliedBy: 'linearizable read',
         addSeconds: (addedAt - postAt) / 1000,
-        addAttempts: attempts,
-        failed: `POST /cluster/members failed ${attempts.length} time(s) in ${fmt((addedAt - postAt) / 1000, 1)} s; the last: ${last.status} ${last.message ?? ''}`,
+        ...outcome,
         via: installed ? 'InstallSnapshot' : 'entries',
         ...(installed ? { installed } : {}),
         ...(mem ? { peakRssMb: mem.peakRssMb, rssMb: mem.rssMb } : {}),
         stored: await storedLog(clusterId, spec.id),
       };
+      return { j, mem, installed };
+    };
+    if (!added) {
+      const last = attempts[attempts.length - 1]!;
+      const { j } = await joinResult(raft.commitIndex, {
+        commitSeconds: NaN,
+        appliedSeconds: NaN,
+        appliedBy: 'linearizable read',
+        addAttempts: attempts,
+        failed: `POST /cluster/members failed ${attempts.length} time(s) in ${fmt((addedAt - postAt) / 1000, 1)} s; the last: ${last.status} ${last.message ?? ''}`,
+      });
       log(`= join FAILED: ${j.failed}`);
       rejoins.push(j);
       await proc.stop();
@@ -1303,27 +1309,14 @@ async function phaseInProcess(): Promise<void> {
       const target = Math.max(raft.commitIndex, (leaderSpec ? await status(leaderSpec).catch(() => undefined) : undefined)?.commitIndex ?? 0);
       log(`  POST /cluster/members answered in ${fmt(attempts[attempts.length - 1]!.seconds, 2)} s (attempt ${attempts.length}): ${added.body.slice(0, 200)}; the leader's commit index is ${target}`);
       const reached = await waitApplied(spec, target, 'join', postAt);
-      const mem = procMemory(proc.pid);
-      const installed = snapshotInstall(proc, spawnedAt, snapshotEvents.slice(since), spec.id);
-      const j: RejoinResult = {
-        name: 'join',
-        description: `a new node with an empty database, added through POST /cluster/members on the leader`,
-        node: `node${spec.id}`,
-        target,
-        entries: target,
-        apiSeconds: (apiAt - spawnedAt) / 1000,
+      const { j, mem, installed } = await joinResult(target, {
         commitSeconds: (reached.commitAt - spawnedAt) / 1000,
         appliedSeconds: (reached.appliedAt - spawnedAt) / 1000,
         appliedBy: reached.appliedBy,
-        addSeconds: (addedAt - postAt) / 1000,
         ...(attempts.length > 1 ? { addAttempts: attempts } : {}),
         fromAddSeconds: (reached.appliedAt - postAt) / 1000,
-        via: installed ? 'InstallSnapshot' : 'entries',
-        ...(installed ? { installed } : {}),
-        ...(mem ? { peakRssMb: mem.peakRssMb, rssMb: mem.rssMb } : {}),
         startup: startupTimeline(proc),
-        stored: await storedLog(clusterId, spec.id),
-      };
+      });
       log(`  node ${spec.id} start-up: ${describeStartup(j.startup!)}`);
       log(
         `= join: node ${spec.id} applied up to ${target} ${fmt(j.fromAddSeconds!, 2)} s after the POST (${fmt(j.appliedSeconds, 2)} s after its start; ${j.appliedBy}); ${installed ? `through InstallSnapshot at ${installed.index} (${mb(installed.bytes)}${installed.sendMs !== undefined ? `, sent in ${fmt(installed.sendMs)} ms` : ''}${installed.sends && installed.sends > 1 ? `, ${installed.sends} sends` : ''})` : 'through entries only (no InstallSnapshot)'}; peak RSS ${mem ? fmt(mem.peakRssMb, 0) : '?'} MB`,
