@@ -493,7 +493,12 @@ export class ChaosCluster {
     const held = inc.learner !== undefined && inc.learner.promoteRequestedAt === undefined;
     if (!own && !held) return;
     this.learnerPolls.polls++;
-    if (view.role === 'leader' || view.role === 'candidate' || view.role === 'pre-candidate') {
+    // A learner added empty may for a while hold an older configuration (from the snapshot or the
+    // entries it got so far) in which it is still a voter: a pre-vote from it then is Raft as written,
+    // and harmless (its log ends before the change that made it a learner, so no one grants it). It
+    // must never get further: a real campaign, or a lead. Knowing itself a learner, not even a pre-vote.
+    const staleVoter = !own && view.members.some((m) => m.id === view.nodeId);
+    if (view.role === 'leader' || view.role === 'candidate' || (view.role === 'pre-candidate' && !staleVoter)) {
       this.learnerPolls.violations.push(
         `at ${(this.hooks.now() / 1000).toFixed(2)} s node ${node.id} (incarnation ${inc.number}, pid ${view.pid}) reported role ${view.role} in term ${view.term} while ${
           own ? 'its own configuration lists it as a learner' : 'a learner (added as one, its promotion not asked for yet)'
