@@ -1,3 +1,4 @@
+import 'reflect-metadata';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -6,6 +7,8 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
+import { Controller, Get, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HttpServerDrain } from '../../lib/index.js';
 
@@ -153,5 +156,35 @@ describe('HttpServerDrain', () => {
     await drain.close({ idleGraceMs: 100, timeoutMs: 60_000 });
     expect(drain.openConnections).toBe(0);
     expect(await ended).toMatch(/end|reset/);
+  });
+
+  it('works in front of a Nest app: a request under way is answered, then app.close() still closes cleanly', async () => {
+    let release!: () => void;
+    const slow = new Promise<void>((r) => (release = r));
+    @Controller()
+    class SlowController {
+      @Get('slow')
+      async slow(): Promise<string> {
+        await slow;
+        return 'slow done';
+      }
+    }
+    @Module({ controllers: [SlowController] })
+    class App {}
+    const app = await NestFactory.create(App, { logger: false });
+    const drain = new HttpServerDrain(app.getHttpServer());
+    await app.listen(0, '127.0.0.1');
+    const port = (app.getHttpServer().address() as { port: number }).port;
+    const socket = connect(port, '127.0.0.1');
+    const out = collect(socket);
+    socket.write(request('/slow'));
+    await expect.poll(() => drain.openConnections).toBe(1);
+    await new Promise((r) => setTimeout(r, 50));
+    const closing = drain.close({ idleGraceMs: 100 });
+    release();
+    expect(await out.ended).toBe('end');
+    expect(out.text()).toMatch(/connection: close[\s\S]*slow done$/i);
+    await closing;
+    await expect(app.close()).resolves.toBeUndefined();
   });
 });
