@@ -445,7 +445,6 @@ export const RAFT_APPEND_ENTRIES_BINARY_CONTENT_TYPE = 'application/vnd.raft.app
 
 /** The binary AppendEntries format this library writes and reads (the body's first byte). */
 export const BINARY_APPEND_ENTRIES_VERSION = 1;
-const BINARY_AE_VERSION = BINARY_APPEND_ENTRIES_VERSION;
 const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 const ENTRY_TYPE_CODES: Readonly<Record<EntryType, number>> = { command: 0, noop: 1, config: 2 };
 const ENTRY_TYPES: readonly EntryType[] = ['command', 'noop', 'config'];
@@ -468,7 +467,7 @@ export function encodeAppendEntriesBinary(request: AppendEntriesRequest): Buffer
   let size = BINARY_AE_HEADER;
   request.entries.forEach((e, i) => (size += BINARY_ENTRY_HEADER + e.command.byteLength + (configs[i]?.byteLength ?? 0)));
   const out = Buffer.allocUnsafe(size);
-  out.writeUInt8(BINARY_AE_VERSION, 0);
+  out.writeUInt8(BINARY_APPEND_ENTRIES_VERSION, 0);
   let at = 1;
   for (const n of [request.term, request.from, request.prevLogIndex, request.prevLogTerm, request.leaderCommit]) at = writeU64(out, n, at);
   out.writeUInt32BE(request.entries.length, at);
@@ -516,7 +515,7 @@ export function decodeAppendEntriesBinary(bytes: Uint8Array, maxEntries: number)
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (bytes.byteLength < BINARY_AE_HEADER) throw new WireFormatError(`a binary AppendEntries has a ${BINARY_AE_HEADER}-byte header, this body is ${bytes.byteLength} bytes`);
   const version = view.getUint8(0);
-  if (version !== BINARY_AE_VERSION) throw new WireFormatError(`binary AppendEntries version ${version} is not supported (expected ${BINARY_AE_VERSION})`);
+  if (version !== BINARY_APPEND_ENTRIES_VERSION) throw new WireFormatError(`binary AppendEntries version ${version} is not supported (expected ${BINARY_APPEND_ENTRIES_VERSION})`);
   const names = ['term', 'leader_id', 'prev_log_index', 'prev_log_term', 'commit_index'] as const;
   const header = names.map((name, i) => readU64(view, 1 + 8 * i, name));
   const count = view.getUint32(41);
