@@ -708,15 +708,7 @@ export class RaftNode {
     const core = this.core!;
     if (core.role !== 'leader') throw new NotLeaderError(core.leaderId, this.urlOf(core.leaderId));
     const lease = this.lease;
-    if (
-      lease &&
-      performance.now() < lease.until &&
-      lease.term === core.term &&
-      lease.configuration === core.configuration &&
-      !core.transferStartedInTerm // a handover lets the voters skip their promise, for the rest of the term
-    ) {
-      return Promise.resolve(core.commitIndex);
-    }
+    if (lease && performance.now() < lease.until && leaseFits(core, lease.term, lease.configuration)) return Promise.resolve(core.commitIndex);
     const id = this.nextReadId++;
     const askedAt = performance.now();
     const term = core.term;
@@ -728,7 +720,7 @@ export class RaftNode {
           // candidate for an election timeout from then (counted short, see leaseMs), unless this
           // leader handed over (then voters skip the promise) or the configuration changed meanwhile.
           const now = this.core;
-          if (this.timing.leaseReads && now?.role === 'leader' && now.term === term && now.configuration === configuration && !now.transferStartedInTerm) {
+          if (this.timing.leaseReads && now && leaseFits(now, term, configuration)) {
             const until = askedAt + this.leaseMs();
             if (!this.lease || this.lease.term !== term || this.lease.until < until) this.lease = { until, term, configuration };
           }
@@ -1472,6 +1464,14 @@ function isRetryable(error: unknown): boolean {
     error instanceof NodeStoppedError || // the remote leader is shutting down; if we are, route() stops first
     !(error instanceof RaftError) // a network failure while forwarding
   );
+}
+
+/**
+ * Whether a lease from a round in `term` under `configuration` may serve this leader now: still the
+ * leader of that term and configuration, and no handover started in it (voters skip their promise for one).
+ */
+function leaseFits(core: RaftCore, term: number, configuration: Configuration | undefined): boolean {
+  return core.role === 'leader' && core.term === term && core.configuration === configuration && !core.transferStartedInTerm;
 }
 
 /** A duration in whole ticks of the node's clock (at least one). */
