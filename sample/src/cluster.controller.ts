@@ -42,7 +42,8 @@ export class ClusterController {
   @HttpCode(200)
   async addLearner(@Body(new ValidationPipe({ expectedType: MemberDto, whitelist: true, forbidNonWhitelisted: true })) member: MemberDto) {
     await this.raft.addLearner(member.id !== undefined ? { id: member.id, url: member.url } : { url: member.url });
-    return { ok: true, members: this.raft.status().members, learners: this.raft.status().learners };
+    const { members, learners } = this.raft.status();
+    return { ok: true, members, learners };
   }
 
   /** Makes a learner a voter (joint consensus). */
@@ -50,7 +51,8 @@ export class ClusterController {
   @HttpCode(200)
   async promote(@Param('id', ParseIntPipe) id: number) {
     await this.raft.promoteLearner(id);
-    return { ok: true, members: this.raft.status().members, learners: this.raft.status().learners };
+    const { members, learners } = this.raft.status();
+    return { ok: true, members, learners };
   }
 
   /** Adds a member through joint consensus; answers when C_new is committed. */
