@@ -12,8 +12,11 @@ import { errorToWire } from '../transport/wire.js';
 @Catch(RaftError)
 export class RaftExceptionFilter implements ExceptionFilter<RaftError> {
   catch(error: RaftError, host: ArgumentsHost): void {
-    const response = host.switchToHttp().getResponse<{ status(code: number): { json(body: unknown): void } }>();
+    // Express's response has json(), Fastify's reply send() (which serializes an object as JSON).
+    const response = host.switchToHttp().getResponse<{ status(code: number): { json?(body: unknown): void; send(body: unknown): void } }>();
     const { status, body } = errorToWire(error);
-    response.status(status).json({ statusCode: status, ...body });
+    const answer = response.status(status);
+    if (typeof answer.json === 'function') answer.json({ statusCode: status, ...body });
+    else answer.send({ statusCode: status, ...body });
   }
 }

@@ -9,7 +9,8 @@
  * nothing. Answers are written directly, not through Nest's exception filters, so that peers always
  * get the wire format of `wire.ts`.
  */
-import { Controller, Get, Inject, Logger, Optional, Post, Req, Res, type OnModuleDestroy, type Type } from '@nestjs/common';
+import { Controller, Get, Inject, Logger, Optional, Post, Req, Res, type OnModuleDestroy, type OnModuleInit, type Type } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
 import type { ServerResponse } from 'node:http';
 import { RaftOptionsError } from '../core/errors.js';
 import type { AppendEntriesRequest, NodeId } from '../core/types.js';
@@ -101,7 +102,7 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
   const prefix = normalizePathPrefix(pathPrefix);
 
   @Controller(prefix || '/')
-  class RaftRpcController implements OnModuleDestroy {
+  class RaftRpcController implements OnModuleInit, OnModuleDestroy {
     private readonly logger = new Logger('RaftRpcController');
     private readonly snapshots: SnapshotAssembler;
     /** Whether {@link snapshots} was made here (then closed here). */
@@ -112,6 +113,7 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
       @Inject(RAFT_RPC_LIMITS) private readonly limits: RaftRpcLimits,
       @Optional() @Inject(RAFT_RPC_SECURITY) private readonly security?: RaftRpcSecurity,
       @Optional() @Inject(RAFT_SNAPSHOT_ASSEMBLER) snapshots?: SnapshotAssembler,
+      @Optional() @Inject(HttpAdapterHost) private readonly adapterHost?: HttpAdapterHost,
     ) {
       this.ownsSnapshots = snapshots === undefined;
       this.snapshots =
@@ -120,6 +122,17 @@ export function createRaftRpcController(pathPrefix: string = DEFAULT_PATH_PREFIX
           maxSnapshotBytes: limits.maxSnapshotBytes ?? DEFAULT_RPC_LIMITS.maxSnapshotBytes,
           idleTimeoutMs: limits.snapshotIdleTimeoutMs ?? DEFAULT_RPC_LIMITS.snapshotIdleTimeoutMs,
         });
+    }
+
+    /**
+     * These routes read and answer on Node's own request and response (raw bodies for signatures,
+     * binary AppendEntries, streamed snapshots), which Express hands over and Fastify does not: on
+     * Fastify, refuse to start rather than answer peers wrongly.
+     */
+    onModuleInit(): void {
+      if (this.adapterHost?.httpAdapter?.getType() === 'fastify') {
+        throw new RaftOptionsError('rpcListener', 'on Fastify the Raft RPCs need their own listener: pass the module extra rpcListener (the public API stays on Fastify)');
+      }
     }
 
     onModuleDestroy(): void {
