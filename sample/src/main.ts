@@ -1,17 +1,12 @@
 import 'reflect-metadata';
-import { NestFactory } from '@nestjs/core';
 import { HttpServerDrain, RaftExceptionFilter } from '../../lib/index.js';
-import { AppModule } from './app.module.js';
 import { loadConfig } from './config.js';
+import { createSampleApp } from './http-platform.js';
 
 /** Starts one node of the sample cluster; see config.ts for its environment variables. */
 async function main(): Promise<void> {
   const config = loadConfig();
-  const app = await NestFactory.create(AppModule.forNode(config), {
-    logger: ['error', 'warn', 'log'],
-    // With RPC_PORT=none the RPCs share the app's body parser: the raw bytes are kept for their signatures.
-    rawBody: !config.rpc,
-  });
+  const app = await createSampleApp(config);
   app.useGlobalFilters(new RaftExceptionFilter());
   // A graceful stop fails no client request: stop accepting connections (clients move to another
   // node), answer what was sent with `Connection: close`, then let Nest transfer leadership and stop.
@@ -35,7 +30,7 @@ async function main(): Promise<void> {
   }
   await app.listen(config.port, config.host);
   const rpc = config.rpc ? `Raft RPCs on ${config.url} (own listener)` : `Raft RPCs on the public port (${config.url})`;
-  console.log(`node ${config.nodeId} listening on http://${config.host}:${config.port}; ${rpc} (pid ${process.pid})`);
+  console.log(`node ${config.nodeId} listening on http://${config.host}:${config.port} (${config.httpPlatform ?? 'express'}); ${rpc} (pid ${process.pid})`);
 }
 
 main().catch((error: unknown) => {

@@ -19,7 +19,7 @@ export interface FloorResult {
   readonly httpRoundTrip: LatencySummary;
   /** pgCommit p50 × 2 + httpRoundTrip p50. */
   readonly replicatedWriteFloorMs: number;
-  /** For comparison: a keep-alive GET /cluster to an idle node of the sample (Nest on express). */
+  /** For comparison: a keep-alive GET /cluster to an idle node of the sample (Nest on the sample's platform). */
   readonly nestRoundTrip?: LatencySummary;
   /** The library's TypeOrmStorage.save() alone (an idle process): hard state + 1 entry, and + 256 entries. */
   readonly storageSave1?: LatencySummary;

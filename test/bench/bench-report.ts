@@ -261,7 +261,7 @@ export function markdownReport(r: BenchReport): string {
     out.push(`| **one unbatched replicated write** (commit + round trip + commit) | **${fmt(f.replicatedWriteFloorMs, 2)} ms** | | |`);
     if (f.storageSave1) out.push(`| for comparison: the library's TypeOrmStorage.save(), hard state + 1 entry (idle process) | ${fmt(f.storageSave1.p50Ms, 3)} ms | ${fmt(f.storageSave1.p99Ms, 3)} ms | ${fmt(f.storageSave1.meanMs, 3)} ms |`);
     if (f.storageSave256) out.push(`| for comparison: TypeOrmStorage.save(), hard state + 256 entries | ${fmt(f.storageSave256.p50Ms, 3)} ms | ${fmt(f.storageSave256.p99Ms, 3)} ms | ${fmt(f.storageSave256.meanMs, 3)} ms |`);
-    if (f.nestRoundTrip) out.push(`| for comparison: a keep-alive GET /cluster to an idle node of the sample (Nest on express) | ${fmt(f.nestRoundTrip.p50Ms, 3)} ms | ${fmt(f.nestRoundTrip.p99Ms, 3)} ms | ${fmt(f.nestRoundTrip.meanMs, 3)} ms |`);
+    if (f.nestRoundTrip) out.push(`| for comparison: a keep-alive GET /cluster to an idle node of the sample (Nest on ${String(r.options.httpPlatform ?? 'fastify')}) | ${fmt(f.nestRoundTrip.p50Ms, 3)} ms | ${fmt(f.nestRoundTrip.p99Ms, 3)} ms | ${fmt(f.nestRoundTrip.meanMs, 3)} ms |`);
     out.push('');
   }
   out.push('## Results', '');

@@ -30,7 +30,8 @@
  *   --quick short smoke run · --entries N catch-up entries (100000) · --rss-commands N log size for
  *   the memory reading (1000000; 0 skips it) · --only floor,http,inproc,catchup,rss,restart,join ·
  *   --snapshot-every N sets SNAPSHOT_EVERY on every node (the sample's default, 10000) ·
- *   --append-entries json|binary sets APPEND_ENTRIES_ENCODING on every node (binary) · --join-timeout S
+ *   --append-entries json|binary sets APPEND_ENTRIES_ENCODING on every node (binary) · --platform
+ *   fastify|express sets HTTP_PLATFORM (the public API's Nest platform) on every node (fastify) · --join-timeout S
  *   how long phase 6 retries POST /cluster/members (300) · --heap-snapshot after the big write, each
  *   node's process.memoryUsage() and a heap snapshot (to <out>/profiles/), summarized in the report · --clients
  *   1,16,64,256 · --inflight 1,64,1024 · --profile http64,inproc1024,catchup (V8 CPU profiles of every
@@ -120,6 +121,8 @@ const options = {
   snapshotEvery: flag('snapshot-every') !== undefined ? Number(flag('snapshot-every')) : undefined,
   /** APPEND_ENTRIES_ENCODING for every node (binary | json); undefined: the sample's default (binary). */
   appendEntriesEncoding: flag('append-entries'),
+  /** HTTP_PLATFORM for every node (fastify | express); undefined: the sample's default (fastify). */
+  httpPlatform: flag('platform'),
   profile: (flag('profile') ?? '').split(',').filter(Boolean),
   out: flag('out') ?? join(REPO_ROOT, 'bench', 'results'),
   valueBytes: num('value-bytes', 100),
@@ -284,6 +287,7 @@ function envFor(node: NodeSpec, nodes: readonly NodeSpec[], clusterId: string, e
   if (SUPPORTS_ADMIN_TOKEN) env.ADMIN_TOKEN = adminToken;
   if (options.snapshotEvery !== undefined) env.SNAPSHOT_EVERY = String(options.snapshotEvery);
   if (options.appendEntriesEncoding !== undefined) env.APPEND_ENTRIES_ENCODING = options.appendEntriesEncoding;
+  if (options.httpPlatform !== undefined) env.HTTP_PLATFORM = options.httpPlatform;
   if (electionTimeoutMs !== undefined) env.ELECTION_TIMEOUT_MS = String(electionTimeoutMs);
   return env;
 }

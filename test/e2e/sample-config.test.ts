@@ -29,6 +29,14 @@ describe("the sample's configuration from the environment", () => {
     expect(loadConfig({ NODE_ID: '1' }).leaseReads).toBeUndefined();
   });
 
+  it('serves the public API on Fastify unless told otherwise, and on Express when the RPCs share its port', () => {
+    expect(loadConfig({ NODE_ID: '1' }).httpPlatform).toBe('fastify');
+    expect(loadConfig({ NODE_ID: '1', HTTP_PLATFORM: 'express' }).httpPlatform).toBe('express');
+    expect(loadConfig({ NODE_ID: '1', RPC_PORT: 'none' }).httpPlatform).toBe('express');
+    expect(() => loadConfig({ NODE_ID: '1', RPC_PORT: 'none', HTTP_PLATFORM: 'fastify' })).toThrow(/^HTTP_PLATFORM=fastify needs the Raft RPCs on their own listener/);
+    expect(() => loadConfig({ NODE_ID: '1', HTTP_PLATFORM: 'koa' })).toThrow(/^HTTP_PLATFORM must be express or fastify/);
+  });
+
   it('passes the pipelining depth through, and refuses a bad one', () => {
     expect(loadConfig({ NODE_ID: '1', MAX_INFLIGHT_APPENDS: '4' }).maxInflightAppends).toBe(4);
     expect(() => loadConfig({ NODE_ID: '1', MAX_INFLIGHT_APPENDS: 'x' })).toThrow(/^MAX_INFLIGHT_APPENDS must be a non-negative integer/);

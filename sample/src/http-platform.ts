@@ -1,0 +1,41 @@
+import type { INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
+import { AppModule } from './app.module.js';
+import type { SampleConfig } from './config.js';
+
+/** Express's JSON parser's default limit: both platforms refuse the same bodies. */
+const BODY_LIMIT_BYTES = 100 * 1024;
+
+/**
+ * The sample's Nest application on the platform of `config.httpPlatform`. On Fastify, a JSON body
+ * declared in a charset other than UTF-8 is refused with 415, as Express's JSON parser does (Fastify
+ * would read it as UTF-8 whatever it says, and store something other than what was sent).
+ */
+export async function createSampleApp(config: SampleConfig): Promise<INestApplication> {
+  const options = {
+    logger: ['error', 'warn', 'log'] as ('error' | 'warn' | 'log')[],
+    // With RPC_PORT=none the RPCs share the app's body parser: the raw bytes are kept for their signatures.
+    rawBody: !config.rpc,
+  };
+  if (config.httpPlatform !== 'fastify') {
+    return NestFactory.create(AppModule.forNode(config), options);
+  }
+  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES });
+  adapter.getInstance().addHook('onRequest', (request, reply, done) => {
+    const charset = charsetOf(request.headers['content-type']);
+    if (charset === undefined || charset === 'utf-8' || charset === 'utf8') return done();
+    void reply.code(415).send({ statusCode: 415, message: `unsupported charset "${charset.toUpperCase()}"`, error: 'Unsupported Media Type' });
+  });
+  return NestFactory.create(AppModule.forNode(config), adapter, options);
+}
+
+/** The charset parameter of a Content-Type, lower-cased and unquoted; undefined when there is none. */
+function charsetOf(contentType: string | undefined): string | undefined {
+  if (!contentType) return undefined;
+  for (const parameter of contentType.split(';').slice(1)) {
+    const [name, value] = parameter.split('=', 2).map((part) => part.trim());
+    if (name?.toLowerCase() === 'charset') return (value ?? '').replace(/^"(.*)"$/, '$1').toLowerCase();
+  }
+  return undefined;
+}
