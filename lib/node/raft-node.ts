@@ -134,8 +134,12 @@ interface PendingReply {
 
 const encoder = new TextEncoder();
 
-/** Forwarded batches in flight to one leader at a time; commands that arrive meanwhile wait for the next batch. */
-const MAX_FORWARD_BATCHES_IN_FLIGHT = 4;
+/**
+ * Forwarded batches in flight to one leader at a time; commands that arrive meanwhile wait for the next
+ * batch. Batches form per event-loop turn (see `forward`), so this bounds only how many turns' worth
+ * are outstanding: 16 rather than 4 measured a lower tail through followers at 64 clients.
+ */
+const MAX_FORWARD_BATCHES_IN_FLIGHT = 16;
 /** Most commands in one forwarded batch. */
 const MAX_FORWARD_BATCH = 1024;
 
@@ -146,6 +150,14 @@ interface ForwardItem {
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
   settled: boolean;
+}
+
+/** Commands forwarded to one leader: those waiting for a batch, and batches outstanding. */
+interface ForwardLane {
+  inFlight: number;
+  readonly queue: ForwardItem[];
+  /** A flush is due at the end of this event-loop turn. */
+  flushScheduled: boolean;
 }
 
 /**
@@ -177,7 +189,7 @@ export class RaftNode {
 
   private readonly peers = new Map<string, RaftPeer>();
   /** Commands being forwarded to the leader, per peer (group forwarding, like group commit). */
-  private readonly forwarding = new Map<RaftPeer, { inFlight: number; queue: ForwardItem[] }>();
+  private readonly forwarding = new Map<RaftPeer, ForwardLane>();
   /** This node's client session (thesis §6.3): a random id for the life of the process. */
   private readonly clientId = randomBytes(16).toString('hex');
   private nextSequence = 1;
@@ -487,7 +499,7 @@ export class RaftNode {
   private forward(peer: RaftPeer, bytes: Uint8Array, timeoutMs: number, signal: AbortSignal | undefined): Promise<unknown> {
     if (!peer.commands) return peer.command(bytes, { timeoutMs, ...(signal ? { signal } : {}) });
     let lane = this.forwarding.get(peer);
-    if (!lane) this.forwarding.set(peer, (lane = { inFlight: 0, queue: [] }));
+    if (!lane) this.forwarding.set(peer, (lane = { inFlight: 0, queue: [], flushScheduled: false }));
     const queue = lane;
     return new Promise<unknown>((resolve, reject) => {
       const item: ForwardItem = { bytes, deadline: Date.now() + timeoutMs, resolve, reject, settled: false };
@@ -505,11 +517,20 @@ export class RaftNode {
       (item as { resolve: (value: unknown) => void }).resolve = (value) => settle(() => resolve(value));
       (item as { reject: (error: unknown) => void }).reject = (error) => settle(() => reject(error));
       queue.queue.push(item);
-      this.flushForwarding(peer, queue);
+      // Sent at the end of this event-loop turn, with every command that arrived in it: the requests
+      // a busy follower reads in one turn leave as one batch instead of one RPC each (measured: from
+      // mostly single commands to about 4 per batch at 64 clients, less CPU on both ends).
+      if (!queue.flushScheduled) {
+        queue.flushScheduled = true;
+        setImmediate(() => {
+          queue.flushScheduled = false;
+          this.flushForwarding(peer, queue);
+        });
+      }
     });
   }
 
-  private flushForwarding(peer: RaftPeer, lane: { inFlight: number; queue: ForwardItem[] }): void {
+  private flushForwarding(peer: RaftPeer, lane: ForwardLane): void {
     while (lane.inFlight < MAX_FORWARD_BATCHES_IN_FLIGHT && lane.queue.length > 0) {
       const batch = lane.queue.splice(0, MAX_FORWARD_BATCH).filter((item) => !item.settled);
       if (batch.length === 0) continue;

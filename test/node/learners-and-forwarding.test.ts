@@ -92,6 +92,12 @@ describe('forwarding commands from a follower', { timeout: 30_000 }, () => {
     // Applied exactly once each: 300 commands, no duplicate application.
     const appliedCommands = machine.appliedIndexes.length;
     expect(appliedCommands).toBe(300);
+
+    // Commands that arrive in one event-loop turn leave together, even with no batch outstanding
+    // (before, each of the first few left alone while a request slot was free).
+    single = batches = batched = 0;
+    expect(await Promise.all(Array.from({ length: 20 }, (_, i) => follower.command(`set burst${i} ${i}`)))).toEqual(Array.from({ length: 20 }, (_, i) => `${i}`));
+    expect({ single, batches, batched }).toEqual({ single: 0, batches: 1, batched: 20 });
   });
 });
 
