@@ -60,11 +60,10 @@ export interface TypeOrmStorageOptions {
   readonly snapshotChunkBytes?: number;
 }
 
-/** PostgreSQL accepts at most this many parameters in one statement (a 16-bit count in Bind). */
-const MAX_PARAMETERS = 65_535;
-/** Parameters per log entry row in the INSERT (index, term, type, command, config); cluster and node are shared. */
-const PARAMETERS_PER_ENTRY = 5;
-const MAX_ENTRIES_PER_INSERT = Math.floor((MAX_PARAMETERS - 2) / PARAMETERS_PER_ENTRY);
+/** Most entries in one INSERT statement (a larger batch is split, inside the batch's transaction). */
+const MAX_ENTRIES_PER_INSERT = 10_000;
+/** Most command bytes in one INSERT statement (they travel as one bytea parameter). */
+const MAX_COMMAND_BYTES_PER_INSERT = 64 * 1024 * 1024;
 
 /** What one open storage holds: its connection (with the node's lock), and where its tables are. */
 interface Session {
@@ -591,19 +590,14 @@ export class TypeOrmStorage implements RaftStorage {
       if (problem) throw new RangeError(`${this.who()}: ${problem}`);
       if (entry.index !== ++last) throw new StorageCorruptionError(`${this.who()}: batch would leave a gap: entry ${entry.index} where ${last} was expected`);
     }
-    for (let start = 0; start < entries.length; start += MAX_ENTRIES_PER_INSERT) {
-      const chunk = entries.slice(start, start + MAX_ENTRIES_PER_INSERT);
-      const parameters: unknown[] = [...identity];
-      const values: string[] = [];
-      for (const entry of chunk) {
-        const p = parameters.length;
-        values.push(`($1, $2, $${p + 1}::bigint, $${p + 2}::bigint, $${p + 3}::text, $${p + 4}::bytea, $${p + 5}::jsonb)`);
-        parameters.push(...encodeLogEntry(entry));
+    for (let from = 0; from < entries.length; ) {
+      const chunk: Entry[] = [];
+      let bytes = 0;
+      while (from < entries.length && chunk.length < MAX_ENTRIES_PER_INSERT && (chunk.length === 0 || bytes + entries[from]!.command.byteLength <= MAX_COMMAND_BYTES_PER_INSERT)) {
+        bytes += entries[from]!.command.byteLength;
+        chunk.push(entries[from++]!);
       }
-      statements.push({
-        sql: `INSERT INTO ${tables.entries} ("cluster_id", "node_id", "index", "term", "type", "command", "config") VALUES ${values.join(', ')}`,
-        parameters,
-      });
+      statements.push(entriesInsert(tables.entries, identity, chunk));
     }
     const snapshotIndex = snapshot?.metadata.index ?? this.snapshotIndex;
     if (snapshotIndex !== undefined && (snapshotIndex < start || snapshotIndex > last)) {
@@ -611,4 +605,38 @@ export class TypeOrmStorage implements RaftStorage {
     }
     return { statements, lastIndex: last, logStartIndex: start, snapshotIndex };
   }
+}
+
+/**
+ * One INSERT of `entries`, with a fixed text whatever their number: a column of arrays, and the
+ * commands as one bytea cut by offset. PostgreSQL parses and plans a short statement instead of one
+ * with five parameters per row, and the commands travel in binary (a bytea[] would travel as hex
+ * text): measured with 300 entries of 130 bytes, a third of the server CPU per row and half the time.
+ */
+function entriesInsert(table: string, identity: readonly unknown[], entries: readonly Entry[]): { sql: string; parameters: unknown[] } {
+  const indexes: number[] = [];
+  const terms: number[] = [];
+  const types: string[] = [];
+  const offsets: number[] = [];
+  const lengths: number[] = [];
+  const configs: (string | null)[] = [];
+  const commands: Buffer[] = [];
+  let offset = 1; // substring() counts from 1
+  for (const entry of entries) {
+    const [index, term, type, command, config] = encodeLogEntry(entry);
+    indexes.push(index);
+    terms.push(term);
+    types.push(type);
+    offsets.push(offset);
+    lengths.push(command.byteLength);
+    configs.push(config);
+    commands.push(command);
+    offset += command.byteLength;
+  }
+  return {
+    sql: `INSERT INTO ${table} ("cluster_id", "node_id", "index", "term", "type", "command", "config")
+          SELECT $1, $2, e.idx, e.trm, e.kind, substring($3::bytea FROM e.pos FOR e.len), e.conf
+          FROM unnest($4::bigint[], $5::bigint[], $6::text[], $7::integer[], $8::integer[], $9::jsonb[]) AS e(idx, trm, kind, pos, len, conf)`,
+    parameters: [...identity, Buffer.concat(commands), indexes, terms, types, offsets, lengths, configs],
+  };
 }
