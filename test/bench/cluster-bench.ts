@@ -31,7 +31,9 @@
  *   the memory reading (1000000; 0 skips it) · --only floor,http,inproc,catchup,rss,restart,join ·
  *   --snapshot-every N sets SNAPSHOT_EVERY on every node (the sample's default, 10000) ·
  *   --append-entries json|binary sets APPEND_ENTRIES_ENCODING on every node (binary) · --platform
- *   fastify|express sets HTTP_PLATFORM (the public API's Nest platform) on every node (fastify) · --join-timeout S
+ *   fastify|express sets HTTP_PLATFORM (the public API's Nest platform) on every node (fastify) ·
+ *   --node-args "ARGS" extra arguments for the node processes' node (e.g. V8 heap flags; not the
+ *   in-process node) · --join-timeout S
  *   how long phase 6 retries POST /cluster/members (300) · --heap-snapshot after the big write, each
  *   node's process.memoryUsage() and a heap snapshot (to <out>/profiles/), summarized in the report · --clients
  *   1,16,64,256 · --inflight 1,64,1024 · --profile http64,inproc1024,catchup (V8 CPU profiles of every
@@ -123,6 +125,8 @@ const options = {
   appendEntriesEncoding: flag('append-entries'),
   /** HTTP_PLATFORM for every node (fastify | express); undefined: the sample's default (fastify). */
   httpPlatform: flag('platform'),
+  /** Extra arguments for the node processes' `node` (V8 flags such as --max-semi-space-size), not for the in-process node. */
+  nodeArgs: (flag('node-args') ?? '').split(' ').filter(Boolean),
   profile: (flag('profile') ?? '').split(',').filter(Boolean),
   out: flag('out') ?? join(REPO_ROOT, 'bench', 'results'),
   valueBytes: num('value-bytes', 100),
@@ -293,7 +297,11 @@ function envFor(node: NodeSpec, nodes: readonly NodeSpec[], clusterId: string, e
 }
 
 function spawnNode(node: NodeSpec, env: Record<string, string>): SampleProcess {
-  const child = new SampleProcess(node, env, { ...(options.profile.length ? { profileDir } : {}), ...(options.heapSnapshot ? { heapDir: profileDir } : {}) });
+  const child = new SampleProcess(node, env, {
+    ...(options.profile.length ? { profileDir } : {}),
+    ...(options.heapSnapshot ? { heapDir: profileDir } : {}),
+    ...(options.nodeArgs.length ? { extraNodeArgs: options.nodeArgs } : {}),
+  });
   children.add(child);
   void child.exited.then((how) => {
     children.delete(child);
