@@ -116,5 +116,12 @@ describe('the sample, three processes', () => {
     );
     expect(recovered.term).toBeGreaterThanOrEqual(1);
     expect((await http('GET', `${killed.url}/kv/after`)).body).toEqual({ key: 'after', value: 'restart' });
+
+    // A graceful stop (the public API on Fastify, the sample's default): SIGTERM drains the server,
+    // Nest closes, and the process exits with 0.
+    const stopping = processes.get(leaderId)!;
+    const exited = new Promise<number | null>((resolve) => stopping.once('exit', (code) => resolve(code)));
+    stopping.kill('SIGTERM');
+    expect(await exited).toBe(0);
   }, 120_000);
 });
