@@ -4,7 +4,8 @@ import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HttpServerDrain, MemoryStorage, NotLeaderError, RaftExceptionFilter, RaftModule, RaftOptionsError, RaftService } from '../../lib/index.js';
 import { LeaderOnly } from '../../lib/nest/decorators/leader-only.decorator.js';
-import { TEST_CLUSTER_OPTIONS, apps, closeApps, freePort, http, leaderOf } from './fixtures.js';
+import { membersOn, type Member } from '../support/members.js';
+import { TEST_CLUSTER_OPTIONS, apps, closeApps, http, leaderOf } from './fixtures.js';
 
 @Controller('ops')
 class OpsController {
@@ -36,15 +37,6 @@ class OpsController {
   }
 }
 
-interface Member {
-  readonly id: number;
-  readonly host: string;
-  readonly port: number;
-  readonly rpcPort: number;
-  readonly url: string;
-  readonly rpcUrl: string;
-}
-
 function appModule(m: Member, members: readonly Member[], rpcListener: boolean) {
   @Module({
     imports: [
@@ -63,16 +55,6 @@ function appModule(m: Member, members: readonly Member[], rpcListener: boolean) 
   })
   class App {}
   return App;
-}
-
-async function membersOn(hosts: readonly string[]): Promise<Member[]> {
-  return Promise.all(
-    hosts.map(async (host, i) => {
-      const port = await freePort(host);
-      const rpcPort = await freePort(host);
-      return { id: i + 1, host, port, rpcPort, url: `http://${host}:${port}`, rpcUrl: `http://${host}:${rpcPort}` };
-    }),
-  );
 }
 
 afterEach(closeApps);

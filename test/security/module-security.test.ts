@@ -14,6 +14,7 @@ import {
   type RaftModuleOptions,
 } from '../../lib/index.js';
 import { eventually, freePort } from '../integration/helpers.js';
+import { membersOn, type Member } from '../support/members.js';
 import { send, sendSigned, type Signing } from './helpers.js';
 
 /**
@@ -115,24 +116,6 @@ describe('when the module insists on a cluster secret', () => {
   });
 });
 
-interface Member {
-  readonly id: number;
-  readonly host: string;
-  readonly port: number;
-  readonly rpcPort: number;
-  readonly url: string;
-  readonly rpcUrl: string;
-}
-
-async function members(hosts: string[]): Promise<Member[]> {
-  return Promise.all(
-    hosts.map(async (host, i) => {
-      const port = await freePort(host);
-      const rpcPort = await freePort(host);
-      return { id: i + 1, host, port, rpcPort, url: `http://${host}:${port}`, rpcUrl: `http://${host}:${rpcPort}` };
-    }),
-  );
-}
 
 /** Starts one node with its RPCs on their own listener. */
 async function startMember(m: Member, all: readonly Member[], options: Partial<RaftModuleOptions> = {}): Promise<INestApplication> {
@@ -157,7 +140,7 @@ function leaderOf(nodes: INestApplication[]): RaftService | undefined {
 
 describe('a cluster over signed RPCs on their own listener', () => {
   it('commits over the RPC listeners; the public port never serves /raft; a node with another secret is shut out', async () => {
-    const all = await members(['127.0.0.31', '127.0.0.32', '127.0.0.33']);
+    const all = await membersOn(['127.0.0.31', '127.0.0.32', '127.0.0.33']);
     const logger = recordingLogger();
     const [a, b] = await Promise.all([startMember(all[0]!, all, { logger }), startMember(all[1]!, all)]);
     const outsider = await startMember(all[2]!, all, { clusterSecret: 'not the cluster secret, 32 bytes' });
@@ -187,7 +170,7 @@ describe('a cluster over signed RPCs on their own listener', () => {
   });
 
   it('serves /raft/installsnapshot only on the RPC listener, behind the same checks as the other RPCs', async () => {
-    const [m] = await members(['127.0.0.35']);
+    const [m] = await membersOn(['127.0.0.35']);
     const app = await startMember(m!, [m!], { storage: new MemoryStorage(), unauthenticatedRateLimit: false });
     const chunk = {
       term: 1,
@@ -218,7 +201,7 @@ describe('a cluster over signed RPCs on their own listener', () => {
   });
 
   it('forRootAsync takes the listener address from the options (extra rpcListener: true)', async () => {
-    const [m] = await members(['127.0.0.34']);
+    const [m] = await membersOn(['127.0.0.34']);
     @Module({
       imports: [
         RaftModule.forRootAsync({
@@ -248,7 +231,7 @@ describe('a cluster over signed RPCs on their own listener', () => {
   });
 
   it('answers 410 to a node removed from the cluster, up to the term of its removal, and not after', async () => {
-    const all = await members(['127.0.0.35', '127.0.0.36', '127.0.0.37']);
+    const all = await membersOn(['127.0.0.35', '127.0.0.36', '127.0.0.37']);
     const nodes = await Promise.all(all.map((m) => startMember(m, all)));
     const leader = await eventually(() => leaderOf(nodes), 10_000, 'a leader');
     const removed = all.find((m) => m.id !== leader.nodeId)!;
