@@ -201,6 +201,8 @@ export class RaftNode {
   private pendingReplies: PendingReply[] = [];
   /** Index of the latest snapshot taken, restored or installed here. */
   private snapshotIndex = 0;
+  /** The next snapshot comes early by this node's stagger (see maybeTakeSnapshot): after a start or an install. */
+  private staggerNextSnapshot = true;
   /** The latest snapshot with its bytes, once loaded (what a follower that is far behind is sent). */
   private snapshotCache: StoredSnapshot | undefined;
   /** A snapshot of this node's own, taken between two applies, waiting for its turn to be saved. */
@@ -309,6 +311,7 @@ export class RaftNode {
     let appliedIndex = (await this.stateMachine.appliedIndex?.()) ?? 0;
     this.sessions = new SessionTable(this.timing.sessionExpiryEntries);
     this.snapshotIndex = recovered.snapshot?.index ?? 0;
+    this.staggerNextSnapshot = true;
     this.snapshotCache = undefined;
     this.ownSnapshot = undefined;
     this.arrivedSnapshots.clear();
@@ -1184,8 +1187,14 @@ export class RaftNode {
     const core = this.core;
     if (!every || !core || this.ownSnapshot || !this.stateMachine.snapshot || !this.stateMachine.restore) return;
     const index = this.applied;
+    // Servers apply the same log, so with the same interval they would snapshot at the same indexes,
+    // and their pauses (the state machine's snapshot(), then the write, which holds up the pipeline)
+    // would line up and stall the whole cluster at once. The first snapshot after a start or an
+    // install comes early, by up to half an interval depending on the node id; the interval then keeps
+    // the servers apart, so a follower's pause is hidden by the others' majority.
+    const due = this.staggerNextSnapshot ? every - Math.floor((every * ((this.id * 0.6180339887498949) % 1)) / 2) : every;
     // A snapshot from the leader accepted meanwhile already covers these entries.
-    if (index - this.snapshotIndex < every || index <= core.logStartIndex) return;
+    if (index - this.snapshotIndex < due || index <= core.logStartIndex) return;
     // A server that joined with an empty store holds no configuration before the entry that added it:
     // no snapshot until one is known (a snapshot and the log start must each name their configuration).
     if (!core.configurationAt(index)) return;
@@ -1197,6 +1206,7 @@ export class RaftNode {
     if (!(state instanceof Uint8Array)) throw new TypeError('stateMachine.snapshot() must return a Uint8Array');
     const data = encodeSnapshot({ sessions: this.sessions.toState(), state });
     this.snapshotIndex = index;
+    this.staggerNextSnapshot = false;
     this.ownSnapshot = {
       stored: { metadata, data },
       compactTo,
@@ -1277,6 +1287,7 @@ export class RaftNode {
   /** After the entries handed out before it: replace the state machine with an installed snapshot. */
   private enqueueInstall(stored: StoredSnapshot): void {
     this.snapshotIndex = Math.max(this.snapshotIndex, stored.metadata.index);
+    this.staggerNextSnapshot = true; // else in step with the leader's, whose index it now shares
     this.snapshotCache = stored;
     this.applyChain = this.applyChain.then(async () => {
       const startedAt = performance.now();

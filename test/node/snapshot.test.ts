@@ -26,6 +26,29 @@ async function write(c: MemoryCluster, from: number, count: number): Promise<voi
 }
 
 describe('snapshots and log compaction in the node', { timeout: 30_000 }, () => {
+  it('are staggered: servers that apply the same log take their snapshots at different indexes', async () => {
+    const c = cluster([1, 2, 3], 100);
+    await c.startAll();
+    const leader = await c.leader();
+    const snapshotIndexes = async (count: number) => {
+      for (let i = 0; i < count; i++) await leader.command(`set k${i % 7} ${i}`); // one at a time: one entry per apply
+      await eventually(() => expect([...c.nodes.values()].map((n) => n.appliedIndex)).toEqual([1, 2, 3].map(() => leader.commitIndex)));
+      return [...c.nodes.values()].map((n) => n.status().snapshotIndex);
+    };
+    const apart = (indexes: number[]) => {
+      for (const [i, a] of indexes.entries()) for (const b of indexes.slice(i + 1)) expect(Math.abs(a - b), `snapshots at ${indexes.join(', ')}`).toBeGreaterThanOrEqual(10);
+    };
+    // The first after a start comes early (at 50 to 100 entries), by an amount that depends on the id …
+    const first = await snapshotIndexes(130);
+    for (const index of first) expect(index).toBeGreaterThanOrEqual(50);
+    for (const index of first) expect(index).toBeLessThanOrEqual(100 + 5);
+    apart(first);
+    // … and every later one is a whole interval after the previous one, so they stay apart.
+    const second = await snapshotIndexes(100);
+    expect(second).toEqual(first.map((index) => index + 100));
+    apart(second);
+  });
+
   it('compacts its stored log every snapshotEvery entries, and restarts from the snapshot plus the tail', async () => {
     const c = cluster([1, 2, 3]);
     await c.startAll();
@@ -69,6 +92,14 @@ describe('snapshots and log compaction in the node', { timeout: 30_000 }, () => 
     // It keeps working as a follower: new commands reach it.
     await leader.command('set after snapshot');
     await eventually(() => expect(c.machines.get(lagging)!.data.get('after')).toBe('snapshot'));
+    // Its next own snapshot is staggered again, not in step with the leader's, whose index it shares.
+    const installed = node.status().snapshotIndex;
+    expect(installed).toBe(leader.status().snapshotIndex);
+    for (let i = 0; i < 60; i++) await leader.command(`set s${i} ${i}`); // one at a time: one entry per apply
+    await eventually(() => expect(node.appliedIndex).toBe(leader.commitIndex));
+    expect(leader.status().snapshotIndex).toBeGreaterThan(installed);
+    expect(node.status().snapshotIndex).toBeGreaterThan(installed);
+    expect(node.status().snapshotIndex).not.toBe(leader.status().snapshotIndex);
   });
 
   it('a server added after compaction joins through InstallSnapshot and becomes a voter', async () => {
