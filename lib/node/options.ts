@@ -41,7 +41,9 @@ export interface RaftTimingOptions {
   /**
    * Log compaction: take a snapshot of the state machine (it must implement `snapshot()` and
    * `restore()`) every this many applied entries, and drop the log before it. 0 turns it off.
-   * Default 10 000.
+   * The first snapshot after a start or an installed snapshot comes up to half an interval early,
+   * by an amount that depends on the node id, so that servers do not pause for their snapshots at
+   * the same time. Default 10 000.
    */
   readonly snapshotEvery?: number;
   /**
