@@ -3,14 +3,22 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { AppModule } from './app.module.js';
 import type { SampleConfig } from './config.js';
+import { MAX_KEY_LENGTH } from './kv.controller.js';
 
 /** Express's JSON parser's default limit: both platforms refuse the same bodies. */
 const BODY_LIMIT_BYTES = 100 * 1024;
+/**
+ * Fastify's router refuses a path parameter longer than 100 characters (414); a key may have
+ * {@link MAX_KEY_LENGTH} code units, each up to 9 characters once URL-encoded (3 UTF-8 bytes as %XX),
+ * and the controller answers a longer one with 400 as on Express.
+ */
+const MAX_PARAM_LENGTH = 9 * MAX_KEY_LENGTH;
 
 /**
- * The sample's Nest application on the platform of `config.httpPlatform`. On Fastify, a JSON body
- * declared in a charset other than UTF-8 is refused with 415, as Express's JSON parser does (Fastify
- * would read it as UTF-8 whatever it says, and store something other than what was sent).
+ * The sample's Nest application on the platform of `config.httpPlatform`, answering the same requests
+ * the same way on both. On Fastify, a JSON body declared in a charset other than UTF-8 is refused with
+ * 415, as Express's JSON parser does (Fastify would read it as UTF-8 whatever it says, and store
+ * something other than what was sent), and keys as long as the controller allows reach it.
  */
 export async function createSampleApp(config: SampleConfig): Promise<INestApplication> {
   const options = {
@@ -21,7 +29,7 @@ export async function createSampleApp(config: SampleConfig): Promise<INestApplic
   if (config.httpPlatform !== 'fastify') {
     return NestFactory.create(AppModule.forNode(config), options);
   }
-  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES });
+  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES, maxParamLength: MAX_PARAM_LENGTH });
   adapter.getInstance().addHook('onRequest', (request, reply, done) => {
     const charset = charsetOf(request.headers['content-type']);
     if (charset === undefined || charset === 'utf-8' || charset === 'utf8') return done();

@@ -17,7 +17,8 @@ import { Allow, IsDefined } from 'class-validator';
 import { RaftService } from '../../lib/index.js';
 import { KvStateMachine, type KvAnswer, type KvCommand } from './kv.state-machine.js';
 
-const MAX_KEY_LENGTH = 256;
+/** Longest key, in UTF-16 code units after URL decoding. */
+export const MAX_KEY_LENGTH = 256;
 const MAX_VALUE_BYTES = 64 * 1024;
 /** Deepest nesting of a request body (the body object is level 1). */
 const MAX_BODY_DEPTH = 32;
