@@ -94,7 +94,7 @@ const openInThisProcess = new Set<string>();
  *   naming the node, the index and the problem).
  * - `save()` writes a batch in one transaction (one statement runs alone, which is one transaction
  *   too): the hard state and base configuration upserted, the suffix deleted, and the entries in one
- *   multi-row INSERT (split only past PostgreSQL's 65,535 parameters); a snapshot replaces the stored
+ *   INSERT of a fixed text over arrays (split past 10,000 entries or 64 MiB); a snapshot replaces the stored
  *   one (its bytes in rows of `snapshotChunkBytes`, with a SHA-256 that `loadSnapshot()` checks), and a
  *   compaction deletes the entries it covers and records where the log now starts. Saves run one at a
  *   time in call order, and resolve after COMMIT.
