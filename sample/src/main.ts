@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { HttpServerDrain, RaftExceptionFilter } from '../../lib/index.js';
+import { HttpServerDrain } from '../../lib/index.js';
 import { loadConfig } from './config.js';
 import { createSampleApp } from './http-platform.js';
 
@@ -7,7 +7,6 @@ import { createSampleApp } from './http-platform.js';
 async function main(): Promise<void> {
   const config = loadConfig();
   const app = await createSampleApp(config);
-  app.useGlobalFilters(new RaftExceptionFilter());
   // A graceful stop fails no client request: stop accepting connections (clients move to another
   // node), answer what was sent with `Connection: close`, then let Nest transfer leadership and stop.
   // Not when the Raft RPCs share the public port (RPC_PORT=none): closing it would cut the node off

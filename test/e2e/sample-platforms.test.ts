@@ -1,6 +1,6 @@
 import type { INestApplication } from '@nestjs/common';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { RaftExceptionFilter, RaftService } from '../../lib/index.js';
+import { RaftService } from '../../lib/index.js';
 import { createSampleApp } from '../../sample/src/http-platform.js';
 import { dropTestClusters, eventually, freePort, freshClusterId, storageFor } from '../integration/helpers.js';
 
@@ -34,7 +34,6 @@ async function start(httpPlatform: 'fastify' | 'express', host: string): Promise
     ...(await storageFor(clusterId, 1)),
   });
   apps.push(app);
-  app.useGlobalFilters(new RaftExceptionFilter());
   await app.listen(port, host);
   const raft = app.get(RaftService);
   await eventually(async () => (raft.isLeader() ? true : undefined), 10_000, 'the single node to lead');
